@@ -1,0 +1,3 @@
+from bidder.cli import main
+
+raise SystemExit(main())

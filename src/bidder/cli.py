@@ -1,0 +1,135 @@
+"""The `bidder` command: serve, score, train and version."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bidder import __version__
+from bidder.errors import BidderError, ConfigurationError
+
+# Rows are scored in chunks so that `bidder score` streams: memory stays flat on huge inputs.
+SCORE_CHUNK_ROWS = 4096
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except BidderError as exc:
+        print(f"bidder: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bidder", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the bid server")
+    serve.add_argument("--host", help="listen address (BIDDER_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (BIDDER_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (BIDDER_WORKERS, default 1)")
+    serve.add_argument("--config", type=Path, help="TOML settings file (BIDDER_CONFIG_FILE)")
+    serve.set_defaults(run=_serve)
+
+    score = commands.add_parser(
+        "score", help="score CSV feature rows from stdin, one score per line (like SageMaker)"
+    )
+    score.add_argument("--model", type=Path, required=True, help="model.tar.gz, dir or file")
+    score.set_defaults(run=_score)
+
+    train = commands.add_parser("train", help="train the default model on synthetic traffic")
+    train.add_argument("--out", type=Path, required=True, help="output directory")
+    train.add_argument("--requests", type=int, default=200_000, help="synthetic requests")
+    train.add_argument("--seed", type=int, default=7, help="traffic and training seed")
+    train.add_argument("--tarball", action="store_true", help="also write model.tar.gz")
+    train.set_defaults(run=_train)
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(run=lambda _: print(__version__) or 0)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bidder.settings import CONFIG_FILE_VARIABLE, load_settings
+
+    # Flags become environment variables so that every worker process sees the same settings.
+    if args.config is not None:
+        os.environ[CONFIG_FILE_VARIABLE] = str(args.config.resolve())
+    for name in ("host", "port", "workers"):
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[f"BIDDER_{name.upper()}"] = str(value)
+    settings = load_settings()
+    uvicorn.run(
+        "bidder.server.app:create_app_for_worker",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+        log_config=None,
+        log_level=settings.log_level,
+        server_header=False,
+        date_header=False,
+    )
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from bidder.scoring import EmbeddedScorer
+
+    scorer = EmbeddedScorer.from_path(args.model)
+    for chunk in _csv_chunks(sys.stdin, scorer.num_features):
+        scores = scorer.predict(np.asarray(chunk, dtype=np.float32))
+        sys.stdout.write("".join(f"{float(score)!r}\n" for score in scores))
+    return 0
+
+
+def _csv_chunks(lines: Iterable[str], width: int) -> Iterable[list[list[float]]]:
+    chunk: list[list[float]] = []
+    for number, fields in enumerate(csv.reader(lines), start=1):
+        if not fields:
+            continue
+        if len(fields) != width:
+            raise ConfigurationError(
+                f"line {number}: {len(fields)} values, the model takes {width}"
+            )
+        try:
+            chunk.append([float(field) if field.strip() else math.nan for field in fields])
+        except ValueError as exc:
+            raise ConfigurationError(f"line {number}: {exc}") from None
+        if len(chunk) == SCORE_CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        from bidder.training import train_default_model
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"training needs the `train` extra (pip install 'bidder[train]'): {exc}"
+        ) from None
+    report = train_default_model(args.out, requests=args.requests, seed=args.seed)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

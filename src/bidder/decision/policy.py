@@ -1,0 +1,129 @@
+"""Turning scores into bids: the threshold, the price, the currency and the creative.
+
+Per impression, in order: a private auction the bidder holds no deal for is declined; the
+score must clear the threshold; the price is the pricing rule's value of the score, capped,
+and must reach the floor (a bid is never raised to a floor above its value); the request
+must accept the bidder's currency; and some creative must survive the blocking rules.
+The first rule an impression fails is its no-bid reason.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bidder.decision.creatives import Creative, CreativeCatalog, admits
+from bidder.openrtb.model import Bid, BidRequest, BidResponse, Imp, SeatBid
+
+
+class NoBidReason(StrEnum):
+    PRIVATE_AUCTION = "private_auction"
+    BELOW_THRESHOLD = "below_threshold"
+    BELOW_FLOOR = "below_floor"
+    CURRENCY = "currency"
+    NO_CREATIVE = "no_creative"
+
+
+@dataclass(frozen=True, slots=True)
+class LinearPricing:
+    """`price = intercept + slope * score` in CPM, capped at `max_price`."""
+
+    intercept: float
+    slope: float
+    max_price: float
+
+    def price(self, score: float) -> float:
+        return round(min(self.max_price, self.intercept + self.slope * score), 4)
+
+
+@dataclass(frozen=True, slots=True)
+class ImpDecision:
+    imp: Imp
+    score: float
+    price: float | None = None
+    creative: Creative | None = None
+    reason: NoBidReason | None = None
+
+    @property
+    def is_bid(self) -> bool:
+        return self.reason is None
+
+
+class BidPolicy:
+    def __init__(
+        self,
+        *,
+        threshold: float,
+        pricing: LinearPricing,
+        currency: str,
+        catalog: CreativeCatalog,
+        seat: str | None = None,
+    ) -> None:
+        self.threshold = threshold
+        self.pricing = pricing
+        self.currency = currency
+        self.creatives = catalog.creatives
+        self.seat = seat
+
+    def decide(self, request: BidRequest, scores: Iterable[float]) -> list[ImpDecision]:
+        """One decision per impression, `scores` being in `request.imp` order."""
+        imps = request.imp or []
+        currency_accepted = not request.cur or self.currency in request.cur
+        return [
+            self._decide_imp(request, imp, float(score), currency_accepted)
+            for imp, score in zip(imps, scores, strict=True)
+        ]
+
+    def _decide_imp(
+        self, request: BidRequest, imp: Imp, score: float, currency_accepted: bool
+    ) -> ImpDecision:
+        if imp.pmp is not None and imp.pmp.private_auction:
+            return ImpDecision(imp, score, reason=NoBidReason.PRIVATE_AUCTION)
+        if not score >= self.threshold:  # also declines a NaN score
+            return ImpDecision(imp, score, reason=NoBidReason.BELOW_THRESHOLD)
+        if not currency_accepted or (imp.bidfloor > 0 and imp.bidfloorcur != self.currency):
+            # A floor in another currency cannot be compared without rates we do not have.
+            return ImpDecision(imp, score, reason=NoBidReason.CURRENCY)
+        price = self.pricing.price(score)
+        if price <= 0 or price < imp.bidfloor:
+            return ImpDecision(imp, score, price, reason=NoBidReason.BELOW_FLOOR)
+        for creative in self.creatives:
+            if admits(request, imp, creative):
+                return ImpDecision(imp, score, price, creative)
+        return ImpDecision(imp, score, price, reason=NoBidReason.NO_CREATIVE)
+
+    def respond(self, request: BidRequest, decisions: Sequence[ImpDecision]) -> BidResponse | None:
+        """The bid response for the decisions, or None when no impression is bid on."""
+        bids = [_bid(decision) for decision in decisions if decision.is_bid]
+        if not bids:
+            return None
+        assert request.id is not None
+        return BidResponse(
+            id=request.id,
+            seatbid=[SeatBid(bid=bids, seat=self.seat)],
+            cur=self.currency,
+            bidid=secrets.token_hex(8),
+        )
+
+
+def _bid(decision: ImpDecision) -> Bid:
+    creative = decision.creative
+    assert creative is not None
+    assert decision.price is not None
+    assert decision.imp.id is not None
+    return Bid(
+        id=secrets.token_hex(8),
+        impid=decision.imp.id,
+        price=decision.price,
+        adomain=creative.adomain,
+        crid=creative.crid,
+        adid=creative.adid,
+        cat=creative.cat or None,
+        attr=creative.attr or None,
+        w=creative.w,
+        h=creative.h,
+        adm=creative.adm,
+        nurl=creative.nurl,
+    )

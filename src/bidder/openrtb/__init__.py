@@ -1,0 +1,50 @@
+"""OpenRTB 2.5/2.6: typed request and response objects, decoding and validation."""
+
+from bidder.openrtb.decode import DEFAULT_MAX_IMPS, decode_bid_request, validate_bid_request
+from bidder.openrtb.model import (
+    App,
+    Audio,
+    Banner,
+    Bid,
+    BidRequest,
+    BidResponse,
+    Deal,
+    Device,
+    Dooh,
+    Format,
+    Geo,
+    Imp,
+    Native,
+    Pmp,
+    Publisher,
+    SeatBid,
+    Site,
+    Video,
+)
+from bidder.openrtb.response import SUPPORTED_VERSIONS, encode_bid_response
+
+__all__ = [
+    "DEFAULT_MAX_IMPS",
+    "SUPPORTED_VERSIONS",
+    "App",
+    "Audio",
+    "Banner",
+    "Bid",
+    "BidRequest",
+    "BidResponse",
+    "Deal",
+    "Device",
+    "Dooh",
+    "Format",
+    "Geo",
+    "Imp",
+    "Native",
+    "Pmp",
+    "Publisher",
+    "SeatBid",
+    "Site",
+    "Video",
+    "decode_bid_request",
+    "encode_bid_response",
+    "validate_bid_request",
+]

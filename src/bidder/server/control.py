@@ -1,0 +1,83 @@
+"""The control plane: health, readiness and metrics, served by FastAPI.
+
+FastAPI owns everything but the bid route: these endpoints are called a few times a
+second at most, and FastAPI gives them OpenAPI documentation and validation for free.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bidder import __version__
+from bidder.server.runtime import Runtime
+from bidder.server.state import AppState
+from bidder.settings import Settings
+from bidder.telemetry import Metrics
+
+logger = logging.getLogger("bidder.server")
+
+
+def create_control_app(settings: Settings, metrics: Metrics, state: AppState) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.build(settings)
+        await runtime.warm_up()
+        metrics.set_model(runtime.scorer.kind, runtime.scorer.model_version, runtime.spec.id)
+        state.runtime = runtime
+        metrics.ready.set(1)
+        logger.info(
+            "bidder ready",
+            extra={
+                "model_path": str(settings.model_path),
+                "model_version": runtime.scorer.model_version,
+                "feature_spec": runtime.spec.id,
+                "scorer": runtime.scorer.kind,
+            },
+        )
+        try:
+            yield
+        finally:
+            state.runtime = None
+            metrics.ready.set(0)
+            await runtime.scorer.close()
+
+    app = FastAPI(
+        title="bidder",
+        version=__version__,
+        summary="OpenRTB 2.5/2.6 bidder. The bid endpoint is POST /openrtb2/bid.",
+        lifespan=lifespan,
+    )
+
+    @app.get("/healthz", summary="Liveness: the process answers.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get(
+        "/readyz",
+        summary="Readiness: 200 once the model is loaded and a warm-up prediction passed.",
+        responses={503: {"description": "Not ready to bid"}},
+    )
+    async def readyz() -> JSONResponse:
+        runtime = state.runtime
+        if runtime is None:
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse(
+            {
+                "status": "ready",
+                "scorer": runtime.scorer.kind,
+                "model_version": runtime.scorer.model_version,
+                "feature_spec": runtime.spec.id,
+            }
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics, text exposition format.")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,73 @@
+"""Everything the bid path needs, built once at start-up from the settings.
+
+Loading, checking and warming up happen here, before the server reports ready, so that no
+request ever pays for them and a model that cannot serve is refused before it takes traffic.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from bidder.decision import BidPolicy, CreativeCatalog, LinearPricing
+from bidder.errors import FeatureSpecError, ModelLoadError
+from bidder.features import FeatureSpec, Vectorizer
+from bidder.openrtb import Banner, BidRequest, Device, Geo, Imp, Site
+from bidder.scoring import EmbeddedScorer, Scorer, load_model_artifact
+from bidder.settings import Settings
+
+# A plausible request scored at start-up: it exercises every stage before real traffic does.
+WARM_UP_REQUEST = BidRequest(
+    id="warm-up",
+    imp=[Imp(id="1", banner=Banner(w=300, h=250), bidfloor=0.1)],
+    site=Site(domain="warm-up.example"),
+    device=Device(devicetype=2, os="android", geo=Geo(country="USA", utcoffset=0)),
+    tmax=100,
+)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    spec: FeatureSpec
+    vectorizer: Vectorizer
+    scorer: Scorer
+    policy: BidPolicy
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        artifact = load_model_artifact(settings.model_path)
+        spec = _feature_spec(settings, artifact.feature_spec)
+        spec.check_model_width(artifact.num_features)
+        policy = BidPolicy(
+            threshold=settings.bid_threshold,
+            pricing=LinearPricing(
+                intercept=settings.price_intercept,
+                slope=settings.price_slope,
+                max_price=settings.max_price,
+            ),
+            currency=settings.currency,
+            catalog=CreativeCatalog.load(settings.creatives_path),
+            seat=settings.seat,
+        )
+        return cls(settings, spec, Vectorizer(spec), EmbeddedScorer(artifact), policy)
+
+    async def warm_up(self) -> None:
+        """Score the warm-up request end to end; refuse a model that gives no usable score."""
+        rows = self.vectorizer.matrix(WARM_UP_REQUEST, time.time())
+        scores = await self.scorer.score(rows)
+        if len(scores) != 1 or not math.isfinite(float(scores[0])):
+            raise ModelLoadError(f"warm-up prediction gave {scores!r}, not one finite score")
+        self.policy.decide(WARM_UP_REQUEST, scores)
+
+
+def _feature_spec(settings: Settings, bundled: bytes | None) -> FeatureSpec:
+    if settings.feature_spec_path is not None:
+        return FeatureSpec.load(settings.feature_spec_path)
+    if bundled is None:
+        raise FeatureSpecError(
+            f"{settings.model_path} holds no feature_spec.json; "
+            "set BIDDER_FEATURE_SPEC_PATH to the spec the model was trained with"
+        )
+    return FeatureSpec.from_json(bundled, origin=f"{settings.model_path}:feature_spec.json")

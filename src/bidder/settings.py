@@ -1,0 +1,126 @@
+"""The one settings object. Every knob of the bidder is here, with its default.
+
+Values come from, highest priority first: `BIDDER_*` environment variables, then the TOML
+file named by `BIDDER_CONFIG_FILE` (keys are the field names, without the prefix), then the
+defaults below. They are validated when the bidder starts; a bad value stops it with a
+message naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bidder.errors import ConfigurationError
+
+DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
+DEFAULT_MODEL_PATH = DEFAULTS_DIR / "model"
+DEFAULT_CREATIVES_PATH = DEFAULTS_DIR / "creatives.json"
+ENV_PREFIX = "BIDDER_"
+CONFIG_FILE_VARIABLE = "BIDDER_CONFIG_FILE"
+
+Bytes = Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
+    )
+
+    # --- serving ---
+    host: str = Field("127.0.0.1", description="Address the bid server listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the bid server.")
+    workers: int = Field(1, ge=1, le=256, description="Worker processes.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- the model ---
+    scorer: Literal["embedded"] = Field("embedded", description="Where rows are scored.")
+    model_path: Path = Field(
+        DEFAULT_MODEL_PATH, description="model.tar.gz, model directory or model file."
+    )
+    feature_spec_path: Path | None = Field(
+        None, description="Feature spec; default: feature_spec.json beside the model."
+    )
+
+    # --- limits on requests ---
+    max_body_bytes: Bytes = Field(256 * 1024, description="Largest request body accepted.")
+    max_decompressed_bytes: Bytes = Field(
+        256 * 1024, description="Largest body after gzip decompression."
+    )
+    max_imps: int = Field(100, ge=1, le=10_000, description="Most impressions per request.")
+
+    # --- the decision ---
+    bid_threshold: float = Field(0.05, ge=0.0, le=1.0, description="Lowest score that is bid on.")
+    price_intercept: float = Field(0.0, description="CPM price at score 0.")
+    price_slope: float = Field(40.0, ge=0.0, description="CPM price added per unit of score.")
+    max_price: float = Field(20.0, gt=0.0, description="Highest CPM price ever bid.")
+    currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$", description="ISO-4217 currency of all bids."
+    )
+    seat: str | None = Field(None, description="seatbid.seat in responses.")
+    creatives_path: Path = Field(
+        DEFAULT_CREATIVES_PATH, description="JSON catalogue of the creatives offered."
+    )
+    openrtb_version: Literal["2.5", "2.6"] = Field(
+        "2.6", description="Version answered when a request names none."
+    )
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        if self.max_decompressed_bytes < self.max_body_bytes:
+            raise ValueError("max_decompressed_bytes must be at least max_body_bytes")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlFileSource(settings_cls)
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """The TOML file named by `BIDDER_CONFIG_FILE`, read at each load (workers re-read it)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get(CONFIG_FILE_VARIABLE)
+        self._values: dict[str, Any] = {}
+        if path:
+            try:
+                with open(path, "rb") as handle:
+                    self._values = tomllib.load(handle)
+            except OSError as exc:
+                raise ConfigurationError(f"{CONFIG_FILE_VARIABLE}={path}: {exc.strerror}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigurationError(f"{CONFIG_FILE_VARIABLE}={path}: {exc}") from None
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and config file, or a `ConfigurationError` listing every
+    bad value by its environment variable name."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            name = f"{ENV_PREFIX}{field.upper()}" if field != "settings" else field
+            problems.append(f"  {name}: {error['msg']}")
+        raise ConfigurationError("invalid settings:\n" + "\n".join(problems)) from None

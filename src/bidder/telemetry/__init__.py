@@ -1,0 +1,14 @@
+"""Telemetry: Prometheus metrics and structured logs."""
+
+from bidder.telemetry.logging import JsonFormatter, Throttle, configure_logging
+from bidder.telemetry.metrics import LATENCY_BUCKETS, OUTCOMES, STAGES, Metrics
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "OUTCOMES",
+    "STAGES",
+    "JsonFormatter",
+    "Metrics",
+    "Throttle",
+    "configure_logging",
+]
