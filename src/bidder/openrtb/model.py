@@ -177,5 +177,6 @@ class SeatBid(msgspec.Struct, omit_defaults=True):
 class BidResponse(msgspec.Struct, omit_defaults=True):
     id: str
     seatbid: list[SeatBid]
-    cur: str = "USD"
+    # Required here although OpenRTB defaults it to USD: an explicit currency is never misread.
+    cur: str
     bidid: str | None = None

@@ -1,0 +1,95 @@
+"""Shared fixtures: the corpus and seed model beside the project, and a real uvicorn server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from bidder.server import BidderApp
+from bidder.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+SEED_MODEL = SHARED / "seed-model" / "model.tar.gz"
+SEED_FEATURE_SPEC = PROJECT_ROOT / "examples" / "seed-model" / "feature_spec.json"
+CORPUS = SHARED / "openrtb-corpus"
+
+
+@pytest.fixture(scope="session")
+def seed_model() -> Path:
+    assert SEED_MODEL.is_file(), (
+        f"the seed model must be at {SEED_MODEL} (../shared beside the project)"
+    )
+    return SEED_MODEL
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    assert CORPUS.is_dir(), f"the OpenRTB corpus must be at {CORPUS} (../shared beside the project)"
+    return CORPUS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A real uvicorn server on a loopback port, running in a thread with its own loop."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            http="httptools",
+            loop="asyncio",
+            access_log=False,
+            log_config=None,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started or not self.thread.is_alive():
+                break
+            threading.Event().wait(0.01)
+        assert self.server.started, "the server did not start"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Settings], LiveServer]]:
+    """Starts a bidder for the given settings; every server started is stopped at the end."""
+    started: list[LiveServer] = []
+
+    def start(settings: Settings) -> LiveServer:
+        server = LiveServer(BidderApp(settings), free_port())
+        started.append(server.__enter__())
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__()
