@@ -41,6 +41,29 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML settings file (BIDDER_CONFIG_FILE)")
     serve.set_defaults(run=_serve)
 
+    model_server = commands.add_parser(
+        "model-server", help="serve a model under SageMaker's inference container contract"
+    )
+    model_server.add_argument(
+        "mode", nargs="?", choices=["serve"], help="`serve`, as SageMaker starts containers"
+    )
+    model_server.add_argument(
+        "--model-dir",
+        type=Path,
+        help="model directory, tar.gz or file (default /opt/ml/model, "
+        "else the bidder's default model)",
+    )
+    model_server.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")  # noqa: S104
+    model_server.add_argument(
+        "--port", type=int, help="listen port (default SAGEMAKER_BIND_TO_PORT, else 8080)"
+    )
+    model_server.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default SAGEMAKER_MODEL_SERVER_WORKERS, else 1)",
+    )
+    model_server.set_defaults(run=_model_server)
+
     score = commands.add_parser(
         "score", help="score CSV feature rows from stdin, one score per line (like SageMaker)"
     )
@@ -83,6 +106,36 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         log_config=None,
         log_level=settings.log_level,
+        server_header=False,
+        date_header=False,
+    )
+    return 0
+
+
+def _model_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bidder.modelserver.app import MODEL_DIR_VARIABLE, create_model_server_app
+
+    if args.model_dir is not None:
+        os.environ[MODEL_DIR_VARIABLE] = str(args.model_dir.resolve())
+    port = args.port or int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    workers = args.workers or int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"))
+    if workers == 1:
+        # Load before binding, so a bad model fails the start with a message, not a traceback.
+        app: object = create_model_server_app()
+    else:
+        app = "bidder.modelserver.app:create_model_server_app"
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        factory=workers > 1,
+        host=args.host,
+        port=port,
+        workers=workers,
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+        log_config=None,
         server_header=False,
         date_header=False,
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from bidder.server.bid import BID_PATH, BidEndpoint, Receive, Scope, Send
+from bidder.asgi import Receive, Scope, Send
+from bidder.server.bid import BID_PATH, BidEndpoint
 from bidder.server.control import create_control_app
 from bidder.server.state import AppState
 from bidder.settings import Settings, load_settings

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
+from bidder.asgi import Receive, Scope, Send, respond
 from bidder.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -28,11 +28,6 @@ from bidder.openrtb import SUPPORTED_VERSIONS, decode_bid_request, encode_bid_re
 from bidder.server.state import AppState
 from bidder.settings import Settings
 from bidder.telemetry import Metrics, Throttle
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 BID_PATH: Final = "/openrtb2/bid"
 VERSION_HEADER: Final = b"x-openrtb-version"
@@ -57,7 +52,7 @@ class BidEndpoint:
         started = time.perf_counter()
         arrival = time.time()
         if scope["method"] != "POST":
-            await _send(send, 405, b'{"error": "use POST"}', [_JSON, (b"allow", b"POST")])
+            await respond(send, 405, b'{"error": "use POST"}', [_JSON, (b"allow", b"POST")])
             return
         version = self.default_version
         try:
@@ -73,7 +68,7 @@ class BidEndpoint:
             if self.throttle.allow(type(exc).__name__):
                 logger.debug("rejected bid request", extra={"error": exc.message})
             headers = [_JSON, (VERSION_HEADER, version)]
-            await _send(send, exc.status_code, orjson.dumps({"error": exc.message}), headers)
+            await respond(send, exc.status_code, orjson.dumps({"error": exc.message}), headers)
         self.metrics.request_duration.observe(time.perf_counter() - started)
 
     def _check_headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
@@ -173,7 +168,7 @@ class BidEndpoint:
                 logger.exception("bid path failed; answering no-bid")
             metrics.outcome["error"].inc()
             metrics.no_bid_reason["internal_error"].inc()
-            await _send(send, 204, b"", [(VERSION_HEADER, version)])
+            await respond(send, 204, b"", [(VERSION_HEADER, version)])
             return
         observe_score = metrics.model_score.observe
         for decision in decisions:
@@ -183,12 +178,12 @@ class BidEndpoint:
             await self._no_bid(send, version, decisions[0].reason or "no_creative")
             return
         metrics.outcome["bid"].inc()
-        await _send(send, 200, encode_bid_response(response), [_JSON, (VERSION_HEADER, version)])
+        await respond(send, 200, encode_bid_response(response), [_JSON, (VERSION_HEADER, version)])
 
     async def _no_bid(self, send: Send, version: bytes, reason: str) -> None:
         self.metrics.outcome["no_bid"].inc()
         self.metrics.no_bid_reason[reason].inc()
-        await _send(send, 204, b"", [(VERSION_HEADER, version)])
+        await respond(send, 204, b"", [(VERSION_HEADER, version)])
 
 
 def _negotiate_version(value: bytes) -> bytes:
@@ -201,10 +196,3 @@ def _negotiate_version(value: bytes) -> bytes:
     raise InvalidRequest(
         f"x-openrtb-version: {version.decode('latin-1')!r} is not supported (2.5 and 2.6 are)"
     )
-
-
-async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    if status != 204:
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
