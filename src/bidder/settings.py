@@ -40,12 +40,43 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # --- the model ---
-    scorer: Literal["embedded"] = Field("embedded", description="Where rows are scored.")
+    scorer: Literal["embedded", "sagemaker"] = Field(
+        "embedded", description="Where rows are scored: in process, or a SageMaker endpoint."
+    )
     model_path: Path = Field(
         DEFAULT_MODEL_PATH, description="model.tar.gz, model directory or model file."
     )
     feature_spec_path: Path | None = Field(
         None, description="Feature spec; default: feature_spec.json beside the model."
+    )
+
+    # --- the SageMaker scorer ---
+    sagemaker_endpoint_name: str | None = Field(None, description="Endpoint to invoke.")
+    sagemaker_region: str | None = Field(
+        None, description="AWS region; default from the AWS chain (AWS_REGION, profile)."
+    )
+    sagemaker_endpoint_url: str | None = Field(
+        None, description="Runtime URL, e.g. a VPC interface endpoint's; default: the region's."
+    )
+    sagemaker_content_type: Literal["text/csv", "application/json"] = Field(
+        "text/csv", description="Payload format of invocations."
+    )
+    sagemaker_connect_timeout_ms: int = Field(50, ge=1, le=60_000, description="Connect timeout.")
+    sagemaker_read_timeout_ms: int = Field(50, ge=1, le=60_000, description="Read timeout.")
+    sagemaker_timeout_ms: int = Field(
+        80, ge=1, le=60_000, description="Overall limit of one invocation, pool wait included."
+    )
+    sagemaker_max_pool_connections: int = Field(
+        64, ge=1, le=10_000, description="Pooled connections to the endpoint."
+    )
+    sagemaker_target_variant: str | None = Field(None, description="TargetVariant to invoke.")
+    sagemaker_target_model: str | None = Field(None, description="TargetModel (multi-model).")
+    sagemaker_custom_attributes: str | None = Field(None, description="CustomAttributes sent.")
+    breaker_failure_threshold: int = Field(
+        5, ge=1, le=10_000, description="Consecutive failures that open the circuit breaker."
+    )
+    breaker_probe_interval_ms: int = Field(
+        1000, ge=1, le=600_000, description="Time the breaker stays open before a probe."
     )
 
     # --- limits on requests ---
@@ -75,6 +106,8 @@ class Settings(BaseSettings):
     def _check_limits(self) -> Settings:
         if self.max_decompressed_bytes < self.max_body_bytes:
             raise ValueError("max_decompressed_bytes must be at least max_body_bytes")
+        if self.scorer == "sagemaker" and not self.sagemaker_endpoint_name:
+            raise ValueError("scorer sagemaker needs BIDDER_SAGEMAKER_ENDPOINT_NAME")
         return self
 
     @classmethod

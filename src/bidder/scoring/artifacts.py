@@ -100,6 +100,15 @@ def load_model_artifact(path: str | Path) -> ModelArtifact:
     )
 
 
+def bundled_feature_spec(path: str | Path) -> bytes | None:
+    """The `feature_spec.json` that travels with the model at `path`, without parsing the model
+    (a remote scorer needs the spec but not the trees)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model path {path} does not exist")
+    return _read_files(path).get(FEATURE_SPEC_FILENAME)
+
+
 def identify(data: bytes, *, origin: str = "model") -> tuple[ModelFormat, bytes]:
     """Recognise a model file's format; returns the format and the bytes to parse."""
     if data[:1] == b"\x80":

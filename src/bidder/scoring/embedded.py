@@ -56,6 +56,9 @@ class EmbeddedScorer:
     async def score(self, rows: npt.NDArray[np.float32]) -> Scores:
         return self.predict(rows)
 
+    async def start(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

@@ -161,7 +161,8 @@ class BidEndpoint:
         except ScoringError as exc:
             if self.throttle.allow(exc.reason):
                 logger.warning("model failed to score", extra={"reason": exc.reason})
-            await self._no_bid(send, version, "model_error")
+            reason = "circuit_open" if exc.reason == "circuit_open" else "model_error"
+            await self._no_bid(send, version, reason)
             return
         except Exception:
             if self.throttle.allow("internal_error"):

@@ -6,6 +6,7 @@ second at most, and FastAPI gives them OpenAPI documentation and validation for 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bidder import __version__
+from bidder.errors import ScoringError
 from bidder.server.runtime import Runtime
 from bidder.server.state import AppState
 from bidder.settings import Settings
@@ -26,9 +28,28 @@ logger = logging.getLogger("bidder.server")
 def create_control_app(settings: Settings, metrics: Metrics, state: AppState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime.build(settings)
-        await runtime.warm_up()
+        runtime = await Runtime.start(settings, metrics)
         metrics.set_model(runtime.scorer.kind, runtime.scorer.model_version, runtime.spec.id)
+        warming: asyncio.Task[None] | None = None
+        try:
+            await runtime.warm_up()
+            _become_ready(runtime)
+        except ScoringError as exc:
+            if runtime.scorer.kind == "embedded":
+                raise
+            # A remote endpoint may be briefly unavailable: stay up, not ready, and retry.
+            logger.warning("warm-up failed; retrying", extra={"reason": exc.reason})
+            warming = asyncio.create_task(_keep_warming(runtime))
+        try:
+            yield
+        finally:
+            if warming is not None:
+                warming.cancel()
+            state.runtime = None
+            metrics.ready.set(0)
+            await runtime.scorer.close()
+
+    def _become_ready(runtime: Runtime) -> None:
         state.runtime = runtime
         metrics.ready.set(1)
         logger.info(
@@ -40,12 +61,16 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
                 "scorer": runtime.scorer.kind,
             },
         )
-        try:
-            yield
-        finally:
-            state.runtime = None
-            metrics.ready.set(0)
-            await runtime.scorer.close()
+
+    async def _keep_warming(runtime: Runtime) -> None:
+        while True:
+            await asyncio.sleep(settings.breaker_probe_interval_ms / 1000)
+            try:
+                await runtime.warm_up()
+            except ScoringError:
+                continue
+            _become_ready(runtime)
+            return
 
     app = FastAPI(
         title="bidder",

@@ -15,7 +15,11 @@ from bidder.errors import FeatureSpecError, ModelLoadError
 from bidder.features import FeatureSpec, Vectorizer
 from bidder.openrtb import Banner, BidRequest, Device, Geo, Imp, Site
 from bidder.scoring import EmbeddedScorer, Scorer, load_model_artifact
+from bidder.scoring.artifacts import bundled_feature_spec
+from bidder.scoring.breaker import BreakerState, CircuitBreaker
+from bidder.scoring.sagemaker import SageMakerEndpoint, SageMakerScorer
 from bidder.settings import Settings
+from bidder.telemetry import Metrics
 
 # A plausible request scored at start-up: it exercises every stage before real traffic does.
 WARM_UP_REQUEST = BidRequest(
@@ -36,10 +40,17 @@ class Runtime:
     policy: BidPolicy
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
-        artifact = load_model_artifact(settings.model_path)
-        spec = _feature_spec(settings, artifact.feature_spec)
-        spec.check_model_width(artifact.num_features)
+    async def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
+        """Load and check everything, and open the scorer's connections."""
+        scorer: Scorer
+        if settings.scorer == "embedded":
+            artifact = load_model_artifact(settings.model_path)
+            spec = _feature_spec(settings, artifact.feature_spec)
+            spec.check_model_width(artifact.num_features)
+            scorer = EmbeddedScorer(artifact)
+        else:
+            spec = _feature_spec(settings, bundled_feature_spec(settings.model_path))
+            scorer = _sagemaker_scorer(settings, spec.width, metrics)
         policy = BidPolicy(
             threshold=settings.bid_threshold,
             pricing=LinearPricing(
@@ -51,7 +62,8 @@ class Runtime:
             catalog=CreativeCatalog.load(settings.creatives_path),
             seat=settings.seat,
         )
-        return cls(settings, spec, Vectorizer(spec), EmbeddedScorer(artifact), policy)
+        await scorer.start()
+        return cls(settings, spec, Vectorizer(spec), scorer, policy)
 
     async def warm_up(self) -> None:
         """Score the warm-up request end to end; refuse a model that gives no usable score."""
@@ -60,6 +72,33 @@ class Runtime:
         if len(scores) != 1 or not math.isfinite(float(scores[0])):
             raise ModelLoadError(f"warm-up prediction gave {scores!r}, not one finite score")
         self.policy.decide(WARM_UP_REQUEST, scores)
+
+
+def _sagemaker_scorer(settings: Settings, width: int, metrics: Metrics) -> SageMakerScorer:
+    assert settings.sagemaker_endpoint_name is not None  # checked by Settings
+
+    def export_state(state: BreakerState) -> None:
+        metrics.circuit_breaker_state.set(int(state))
+
+    endpoint = SageMakerEndpoint(
+        endpoint_name=settings.sagemaker_endpoint_name,
+        region=settings.sagemaker_region,
+        endpoint_url=settings.sagemaker_endpoint_url,
+        content_type=settings.sagemaker_content_type,
+        connect_timeout=settings.sagemaker_connect_timeout_ms / 1000,
+        read_timeout=settings.sagemaker_read_timeout_ms / 1000,
+        invoke_timeout=settings.sagemaker_timeout_ms / 1000,
+        max_pool_connections=settings.sagemaker_max_pool_connections,
+        target_variant=settings.sagemaker_target_variant,
+        target_model=settings.sagemaker_target_model,
+        custom_attributes=settings.sagemaker_custom_attributes,
+    )
+    breaker = CircuitBreaker(
+        failure_threshold=settings.breaker_failure_threshold,
+        probe_interval=settings.breaker_probe_interval_ms / 1000,
+        on_change=export_state,
+    )
+    return SageMakerScorer(endpoint, num_features=width, breaker=breaker, metrics=metrics)
 
 
 def _feature_spec(settings: Settings, bundled: bytes | None) -> FeatureSpec:

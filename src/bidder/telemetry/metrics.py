@@ -52,7 +52,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 OUTCOMES: Final = ("bid", "no_bid", "invalid", "error")
 STAGES: Final = ("parse", "features", "score", "decide")
 # Request-level no-bid reasons besides the impression-level ones in `NoBidReason`.
-REQUEST_NO_BID_REASONS: Final = ("not_ready", "model_error", "internal_error")
+REQUEST_NO_BID_REASONS: Final = ("not_ready", "model_error", "circuit_open", "internal_error")
 
 
 class Metrics:
@@ -107,6 +107,24 @@ class Metrics:
             ["scorer", "version", "feature_spec"],
             registry=registry,
         )
+        self.model_call_duration = Histogram(
+            "bidder_model_call_duration_seconds",
+            "Time of each call to a remote model, by scorer, endpoint variant and outcome.",
+            ["scorer", "variant", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.model_call_failures = Counter(
+            "bidder_model_call_failures",
+            "Failed calls to a remote model, by scorer and failure kind.",
+            ["scorer", "kind"],
+            registry=registry,
+        )
+        self.circuit_breaker_state = Gauge(
+            "bidder_circuit_breaker_state",
+            "State of the model endpoint's circuit breaker: 0 closed, 1 open, 2 half-open.",
+            registry=registry,
+        )
         self.ready = Gauge(
             "bidder_ready", "1 once the model is loaded and warmed up.", registry=registry
         )
@@ -131,6 +149,16 @@ class Metrics:
     def rejected(self, status: int) -> None:
         self.rejections.labels(str(status)).inc()
         self.outcome["invalid"].inc()
+
+    def model_call_succeeded(self, scorer: str, variant: str, elapsed: float) -> None:
+        self.model_call_duration.labels(scorer, variant, "ok").observe(elapsed)
+
+    def model_call_failed(
+        self, scorer: str, kind: str, variant: str = "", elapsed: float | None = None
+    ) -> None:
+        self.model_call_failures.labels(scorer, kind).inc()
+        if elapsed is not None:
+            self.model_call_duration.labels(scorer, variant, kind).observe(elapsed)
 
     def set_model(self, scorer: str, version: str, feature_spec: str) -> None:
         self.model_info.clear()
