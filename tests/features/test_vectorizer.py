@@ -43,7 +43,8 @@ SPEC = FeatureSpec.from_json(
 )
 
 REQUEST = decode_bid_request(
-    b'{"id": "r", "imp": [{"id": "1", "banner": {"format": [{"w": 728, "h": 90}]}, "bidfloor": 0.5},'
+    b'{"id": "r", "imp": [{"id": "1", "banner": {"format": [{"w": 728, "h": 90}]},'
+    b' "bidfloor": 0.5},'
     b' {"id": "2", "video": {"mimes": ["video/mp4"], "w": 640, "h": 360}}],'
     b' "app": {"bundle": "com.example.game"},'
     b' "device": {"os": "iOS", "geo": {"country": "GBR", "region": "xx", "utcoffset": 60}}}'
@@ -72,7 +73,8 @@ def test_missing_values_are_nan_and_unknown_vocabulary_uses_its_default() -> Non
         b' "device": {"geo": {"country": "FRA"}}}'
     )
     row = Vectorizer(SPEC).matrix(bare, NOW)[0]
-    assert math.isnan(row[2]) and math.isnan(row[5])
+    assert math.isnan(row[2])
+    assert math.isnan(row[5])
     assert row[3] == -1
 
 

@@ -54,8 +54,9 @@ def decode_or_reject(body: bytes) -> BidRequest | None:
     try:
         return decode_bid_request(body)
     except InvalidRequest as exc:
-        assert str(exc), "every rejection says why"
-        return None
+        message = str(exc)
+    assert message, "every rejection says why"
+    return None
 
 
 @settings(max_examples=300, deadline=None)
@@ -75,7 +76,8 @@ def test_arbitrary_json(value: object) -> None:
 def test_request_shaped_json(value: object) -> None:
     request = decode_or_reject(json.dumps(value, allow_nan=True).encode())
     if request is not None:
-        assert request.id and request.imp
+        assert request.id
+        assert request.imp
 
 
 def test_corpus_mutations(corpus: Path) -> None:

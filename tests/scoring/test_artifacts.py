@@ -102,7 +102,7 @@ def test_a_pickle_with_foreign_globals_is_refused_unexecuted(tmp_path: Path) -> 
     marker.unlink(missing_ok=True)
     path = tmp_path / "xgboost-model"
     path.write_bytes(pickle.dumps({"handle": _Exploit(), "pad": b"x" * 200}))
-    with pytest.raises(ModelLoadError, match="posix.system|os.system"):
+    with pytest.raises(ModelLoadError, match=r"(posix|os)\.system"):
         load_model_artifact(path)
     assert not marker.exists()
 

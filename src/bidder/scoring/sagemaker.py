@@ -103,6 +103,7 @@ class SageMakerScorer:
         num_features: int,
         breaker: CircuitBreaker,
         metrics: Metrics,
+        connector_args: dict[str, Any] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._num_features = num_features
@@ -111,6 +112,8 @@ class SageMakerScorer:
         self._client: Any = None
         self._stack = AsyncExitStack()
         self._static_arguments = _invoke_arguments(endpoint)
+        # Extra aiohttp connector options (a custom DNS resolver, for instance).
+        self._connector_args = connector_args or {}
 
     @property
     def model_version(self) -> str:
@@ -128,6 +131,7 @@ class SageMakerScorer:
             read_timeout=self.endpoint.read_timeout,
             max_pool_connections=self.endpoint.max_pool_connections,
             retries={"total_max_attempts": 1, "mode": "standard"},
+            connector_args=self._connector_args,
         )
         session = get_session()
         try:
@@ -212,7 +216,7 @@ def classify_failure(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | asyncio.CancelledError):
         return "timeout"
     if isinstance(exc, EndpointConnectionError):
-        return "dns_failure" if _caused_by(exc, socket.gaierror) else "connection_refused"
+        return _connection_failure(exc.kwargs.get("error"))
     if isinstance(exc, ConnectionClosedError | aiohttp.ServerDisconnectedError | ConnectionError):
         return "connection_reset"
     if isinstance(exc, aiohttp.ClientError):
@@ -222,10 +226,15 @@ def classify_failure(exc: BaseException) -> str:
     return "unexpected"
 
 
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind) or "Name or service not known" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+def _connection_failure(cause: object) -> str:
+    """aiobotocore reports every connection problem as EndpointConnectionError; the aiohttp
+    error it wraps says whether the name did not resolve, the connect was refused, or an
+    established connection was reset."""
+    if isinstance(cause, socket.gaierror | aiohttp.ClientConnectorDNSError):
+        return "dns_failure"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        os_error = cause.os_error
+        if isinstance(os_error, socket.gaierror) or "Name or service not known" in str(cause):
+            return "dns_failure"
+        return "connection_refused"
+    return "connection_reset"
