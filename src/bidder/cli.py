@@ -6,6 +6,7 @@ import argparse
 import csv
 import math
 import os
+import signal
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -82,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_cleanly_after_shutdown() -> None:
+    """uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully, so that the default
+    handler kills the process; a graceful shutdown should exit 0 instead, as orchestrators
+    and SageMaker expect. The handler installed here is what uvicorn restores and re-raises to."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -95,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"BIDDER_{name.upper()}"] = str(value)
     settings = load_settings()
+    _exit_cleanly_after_shutdown()
     uvicorn.run(
         "bidder.server.app:create_app_for_worker",
         factory=True,
@@ -126,6 +136,7 @@ def _model_server(args: argparse.Namespace) -> int:
         app: object = create_model_server_app()
     else:
         app = "bidder.modelserver.app:create_model_server_app"
+    _exit_cleanly_after_shutdown()
     uvicorn.run(
         app,  # type: ignore[arg-type]
         factory=workers > 1,
