@@ -38,6 +38,7 @@ class FaultServer:
         self.mode = "ok"
         self.delay = 0.0
         self.requests = 0
+        self.last_headers: dict[str, str] = {}
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
@@ -79,6 +80,7 @@ class FaultServer:
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 self.requests += 1
+                self.last_headers = headers
                 await self._answer(writer, headers, body)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     sagemaker_target_variant: str | None = Field(None, description="TargetVariant to invoke.")
     sagemaker_target_model: str | None = Field(None, description="TargetModel (multi-model).")
     sagemaker_custom_attributes: str | None = Field(None, description="CustomAttributes sent.")
+    sagemaker_inference_ids: bool = Field(
+        False, description="Send a unique InferenceId with every invocation."
+    )
     breaker_failure_threshold: int = Field(
         5, ge=1, le=10_000, description="Consecutive failures that open the circuit breaker."
     )

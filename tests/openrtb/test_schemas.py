@@ -15,11 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec.inspect as mi
 import pytest
 from jsonschema import Draft202012Validator, ValidationError
 
 from bidder.errors import InvalidRequest
-from bidder.openrtb import DEFAULT_MAX_IMPS, decode_bid_request
+from bidder.openrtb import (
+    DEFAULT_MAX_IMPS,
+    Bid,
+    BidRequest,
+    BidResponse,
+    SeatBid,
+    decode_bid_request,
+    encode_bid_response,
+)
 from tests.conftest import CORPUS
 from tests.schemas import KINDS, VERSIONS, Kind, Version, load_schema, validator
 
@@ -168,6 +177,106 @@ def test_the_corpus_is_there(corpus: Path) -> None:
         assert any((corpus / folder / name).is_file() for folder in ("valid", "invalid")), name
 
 
+# The rules of decode.py's validate_bid_request that go beyond a field's type and bounds.
+NON_EMPTY: Final = {
+    ("BidRequest", "id"),
+    ("BidRequest", "imp"),
+    ("Imp", "id"),
+    ("Deal", "id"),
+    ("Video", "mimes"),
+    ("Audio", "mimes"),
+}
+# Fields the parser reads in every request that OpenRTB 2.5 does not define: to the 2.5 schema
+# they are unknown fields, accepted whatever their value (see the README).
+NOT_IN_25: Final = {("BidRequest", "dooh"), ("Video", "plcmt"), ("Dooh", "*")}
+REQUIRED: Final = {
+    "BidRequest": ["id", "imp"],
+    "Imp": ["id"],
+    "Video": ["mimes"],
+    "Audio": ["mimes"],
+    "Native": ["request"],
+    "Deal": ["id"],
+}
+
+
+def parser_fields(struct: mi.StructType) -> list[tuple[str, str, mi.Type]]:
+    """Every (struct, field, type) the parser declares, nested structs included."""
+    found: list[tuple[str, str, mi.Type]] = []
+    pending, seen = [struct], set()
+    while pending:
+        current = pending.pop()
+        if current.cls in seen:
+            continue
+        seen.add(current.cls)
+        for field in current.fields:
+            found.append((current.cls.__name__, field.encode_name, field.type))
+            stack: list[mi.Type] = [field.type]
+            while stack:
+                kind = stack.pop()
+                if isinstance(kind, mi.UnionType):
+                    stack.extend(kind.types)
+                elif isinstance(kind, mi.ListType):
+                    stack.append(kind.item_type)
+                elif isinstance(kind, mi.StructType):
+                    pending.append(kind)
+    return found
+
+
+def assert_same_constraint(kind: mi.Type, fragment: dict[str, Any], defs: dict[str, Any]) -> None:
+    """The schema fragment accepts what the parser's type accepts, bound for bound."""
+    if isinstance(kind, mi.UnionType):
+        # `X | None`: null means absent to the parser; the schema rejects it (see the README).
+        (kind,) = (member for member in kind.types if not isinstance(member, mi.NoneType))
+    if "$ref" in fragment:
+        name = fragment["$ref"].removeprefix("#/$defs/")
+        if isinstance(kind, mi.StructType):
+            assert name == kind.cls.__name__
+            return  # its fields are checked on their own
+        fragment = defs[name]
+    if isinstance(kind, mi.IntType):
+        assert fragment["type"] == "integer"
+        assert (kind.gt, kind.lt, kind.multiple_of) == (None, None, None)
+        assert (fragment.get("minimum"), fragment.get("maximum")) == (kind.ge, kind.le)
+    elif isinstance(kind, mi.FloatType):
+        assert fragment["type"] == "number"
+        assert (kind.gt, kind.lt, kind.multiple_of) == (None, None, None)
+        assert (fragment.get("minimum"), fragment.get("maximum")) == (kind.ge, kind.le)
+    elif isinstance(kind, mi.StrType):
+        assert fragment["type"] == "string"
+        assert (kind.min_length, kind.max_length, kind.pattern) == (None, None, None)
+    elif isinstance(kind, mi.ListType):
+        assert fragment["type"] == "array"
+        assert_same_constraint(kind.item_type, fragment["items"], defs)
+    else:
+        raise AssertionError(f"no schema mapping for {type(kind).__name__}")
+    assert not {"exclusiveMinimum", "exclusiveMaximum", "enum", "const"} & fragment.keys()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_schema_constrains_every_parser_field_as_the_parser_does(version: Version) -> None:
+    defs = load_schema("bid-request", version)["$defs"]
+    fields = parser_fields(mi.type_info(BidRequest))  # type: ignore[arg-type]
+    assert len(fields) > 50
+    for struct, name, kind in fields:
+        where = f"{struct}.{name} ({version})"
+        if version == "2.5" and {(struct, name), (struct, "*")} & NOT_IN_25:
+            assert name not in defs.get(struct, {}).get("properties", {}), where
+            continue
+        fragment = defs[struct]["properties"].get(name)
+        assert fragment is not None, f"{where} is declared by the parser, not by the schema"
+        try:
+            assert_same_constraint(kind, fragment, defs)
+        except AssertionError as exc:
+            raise AssertionError(f"{where}: schema {fragment!r}; {exc}") from exc
+        extra = {"minLength", "minItems"} & fragment.keys()
+        assert bool(extra) == ((struct, name) in NON_EMPTY), where
+    for struct, required in REQUIRED.items():
+        assert defs[struct]["required"] == required, struct
+    assert defs["Imp"]["anyOf"] == [
+        {"required": [media]} for media in ("banner", "video", "audio", "native")
+    ]
+
+
 # ------------------------------------------------------------------------ valid requests
 
 
@@ -254,6 +363,32 @@ def test_invalid_request_is_rejected_by_the_schema(
 def test_response_is_accepted_by_the_schema(corpus: Path, name: str, version: Version) -> None:
     errors = schema_errors("bid-response", version, read(corpus, "responses", name))
     assert not errors, errors
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_bidders_own_responses_are_valid(version: Version) -> None:
+    bid = Bid(
+        id="b1",
+        impid="1",
+        price=0.42,
+        adomain=["advertiser.example"],
+        crid="creative-1",
+        cat=["IAB1"],
+        attr=[1, 2],
+        w=300,
+        h=250,
+        adm="<div></div>",
+        nurl="https://bidder.example/win?price=${AUCTION_PRICE}",
+        adid="ad-1",
+    )
+    for response in (
+        BidResponse(id="req-1", seatbid=[SeatBid(bid=[bid], seat="seat-1")], cur="USD"),
+        BidResponse(
+            id="req-1", seatbid=[SeatBid(bid=[Bid(id="b", impid="1", price=0)])], cur="EUR"
+        ),
+    ):
+        document = json.loads(encode_bid_response(response))
+        validator("bid-response", version).validate(document)
 
 
 RESPONSE: Final[dict[str, Any]] = {

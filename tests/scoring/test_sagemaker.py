@@ -205,10 +205,27 @@ async def test_a_failed_probe_reopens(server: FaultServer, scorer: SageMakerScor
 
 
 async def test_optional_invoke_arguments_are_sent(server: FaultServer) -> None:
-    scorer = make_scorer(server.url, target_variant="blue", custom_attributes="campaign=7")
-    assert scorer._static_arguments["TargetVariant"] == "blue"
-    assert scorer._static_arguments["CustomAttributes"] == "campaign=7"
-    assert "TargetModel" not in scorer._static_arguments
+    scorer = make_scorer(
+        server.url,
+        target_variant="blue",
+        target_model="m1.tar.gz",
+        custom_attributes="campaign=7",
+        inference_ids=True,
+    )
+    await scorer.start()
+    try:
+        await scorer.score(ROWS)
+        first = server.last_headers["x-amzn-sagemaker-inference-id"]
+        await scorer.score(ROWS)
+    finally:
+        await scorer.close()
+    headers = server.last_headers
+    assert headers["x-amzn-sagemaker-target-variant"] == "blue"
+    assert headers["x-amzn-sagemaker-target-model"] == "m1.tar.gz"
+    assert headers["x-amzn-sagemaker-custom-attributes"] == "campaign=7"
+    assert headers["x-amzn-sagemaker-inference-id"] != first
+    assert headers["content-type"] == "text/csv"
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
     assert scorer.model_version == "seed/blue"
 
 

@@ -14,6 +14,7 @@ role); the bidder's settings never hold them.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import time
 from contextlib import AsyncExitStack
@@ -91,6 +92,8 @@ class SageMakerEndpoint:
     target_variant: str | None = None
     target_model: str | None = None
     custom_attributes: str | None = None
+    # Send a unique InferenceId with every invocation, for SageMaker data capture to key on.
+    inference_ids: bool = False
 
 
 class SageMakerScorer:
@@ -114,6 +117,13 @@ class SageMakerScorer:
         self._static_arguments = _invoke_arguments(endpoint)
         # Extra aiohttp connector options (a custom DNS resolver, for instance).
         self._connector_args = connector_args or {}
+        # Unique across processes and restarts without a UUID per call.
+        self._id_prefix = secrets.token_hex(6)
+        self._invocations = 0
+
+    def _next_inference_id(self) -> str:
+        self._invocations += 1
+        return f"{self._id_prefix}-{self._invocations}"
 
     @property
     def model_version(self) -> str:
@@ -162,9 +172,12 @@ class SageMakerScorer:
         started = time.perf_counter()
         variant = self.endpoint.target_variant or ""
         try:
+            arguments = self._static_arguments
+            if self.endpoint.inference_ids:
+                arguments = {**arguments, "InferenceId": self._next_inference_id()}
             async with asyncio.timeout(self.endpoint.invoke_timeout):
                 response = await self._client.invoke_endpoint(
-                    Body=encode_rows(rows, self.endpoint.content_type), **self._static_arguments
+                    Body=encode_rows(rows, self.endpoint.content_type), **arguments
                 )
                 body = await response["Body"].read()
             variant = response.get("InvokedProductionVariant") or variant

@@ -92,6 +92,7 @@ def _sagemaker_scorer(settings: Settings, width: int, metrics: Metrics) -> SageM
         target_variant=settings.sagemaker_target_variant,
         target_model=settings.sagemaker_target_model,
         custom_attributes=settings.sagemaker_custom_attributes,
+        inference_ids=settings.sagemaker_inference_ids,
     )
     breaker = CircuitBreaker(
         failure_threshold=settings.breaker_failure_threshold,
