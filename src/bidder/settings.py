@@ -82,6 +82,17 @@ class Settings(BaseSettings):
         1000, ge=1, le=600_000, description="Time the breaker stays open before a probe."
     )
 
+    # --- micro-batching ---
+    batch_max_rows: int = Field(
+        64, ge=1, le=4096, description="Most rows per model call; 1 turns batching off."
+    )
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0.0, le=1000.0, description="Longest wait of queued rows while calls are out."
+    )
+    batch_max_in_flight: int = Field(
+        4, ge=1, le=1024, description="Concurrent model calls of a remote scorer."
+    )
+
     # --- limits on requests ---
     max_body_bytes: Bytes = Field(256 * 1024, description="Largest request body accepted.")
     max_decompressed_bytes: Bytes = Field(

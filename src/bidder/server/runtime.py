@@ -16,6 +16,7 @@ from bidder.features import FeatureSpec, Vectorizer
 from bidder.openrtb import Banner, BidRequest, Device, Geo, Imp, Site
 from bidder.scoring import EmbeddedScorer, Scorer, load_model_artifact
 from bidder.scoring.artifacts import bundled_feature_spec
+from bidder.scoring.batcher import MicroBatcher
 from bidder.scoring.breaker import BreakerState, CircuitBreaker
 from bidder.scoring.sagemaker import SageMakerEndpoint, SageMakerScorer
 from bidder.settings import Settings
@@ -62,6 +63,15 @@ class Runtime:
             catalog=CreativeCatalog.load(settings.creatives_path),
             seat=settings.seat,
         )
+        if settings.batch_max_rows > 1:
+            scorer = MicroBatcher(
+                scorer,
+                max_batch_rows=settings.batch_max_rows,
+                max_wait=settings.batch_max_wait_ms / 1000,
+                # In-process scoring holds the event loop anyway: one batch at a time.
+                max_in_flight=1 if settings.scorer == "embedded" else settings.batch_max_in_flight,
+                metrics=metrics,
+            )
         await scorer.start()
         return cls(settings, spec, Vectorizer(spec), scorer, policy)
 

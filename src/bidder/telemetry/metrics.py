@@ -120,6 +120,18 @@ class Metrics:
             ["scorer", "kind"],
             registry=registry,
         )
+        self.batch_rows = Histogram(
+            "bidder_batch_rows",
+            "Rows per model call made by the micro-batcher.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=registry,
+        )
+        self.batch_queue_wait = Histogram(
+            "bidder_batch_queue_wait_seconds",
+            "Time a request's rows waited in the micro-batcher before their model call.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.circuit_breaker_state = Gauge(
             "bidder_circuit_breaker_state",
             "State of the model endpoint's circuit breaker: 0 closed, 1 open, 2 half-open.",

@@ -1,0 +1,149 @@
+"""Micro-batching: concurrent bid requests' rows scored in one model call.
+
+A model call has a fixed cost (Python call overhead in-process, a whole HTTP round trip
+and SigV4 signature for SageMaker) that dwarfs the cost of one more row, so under load the
+bidder scores many requests' rows together. The rules:
+
+- An idle batcher (no call out) flushes on the next turn of the event loop: a request never
+  waits for company, yet requests made ready in the same turn join it.
+- A busy batcher (calls out, a remote endpoint's round trip) lets rows gather for at most
+  `max_wait`, or until `max_batch_rows` are waiting or a call comes back, before it makes
+  another concurrent call; never more than `max_in_flight` calls are out, and at that cap
+  rows wait for a call to come back.
+- Each caller gets exactly its own scores back, by position; a caller that gives up
+  (cancelled at its deadline) is dropped from a batch not yet sent; a failed batch fails
+  each of its callers with the same error, and only them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from bidder.scoring.base import Scorer, Scores
+from bidder.telemetry.metrics import Metrics
+
+
+@dataclass(slots=True)
+class _Entry:
+    rows: npt.NDArray[np.float32]
+    future: asyncio.Future[Scores]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    """A `Scorer` that coalesces concurrent calls into batches for the scorer it wraps."""
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        *,
+        max_batch_rows: int,
+        max_wait: float,
+        max_in_flight: int,
+        metrics: Metrics,
+    ) -> None:
+        self.scorer = scorer
+        self.max_batch_rows = max_batch_rows
+        self.max_wait = max_wait
+        self.max_in_flight = max_in_flight
+        self.metrics = metrics
+        self._queue: list[_Entry] = []
+        self._queued_rows = 0
+        self._in_flight = 0
+        self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def kind(self) -> str:
+        return self.scorer.kind
+
+    @property
+    def model_version(self) -> str:
+        return self.scorer.model_version
+
+    @property
+    def num_features(self) -> int:
+        return self.scorer.num_features
+
+    async def start(self) -> None:
+        await self.scorer.start()
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.scorer.close()
+
+    async def score(self, rows: npt.NDArray[np.float32]) -> Scores:
+        loop = asyncio.get_running_loop()
+        entry = _Entry(rows, loop.create_future())
+        self._queue.append(entry)
+        self._queued_rows += len(rows)
+        if self._queued_rows >= self.max_batch_rows and self._in_flight < self.max_in_flight:
+            self._flush()
+        elif self._flush_handle is None:
+            if self._in_flight == 0:
+                self._flush_handle = loop.call_soon(self._flush)
+            elif self._in_flight < self.max_in_flight:
+                self._flush_handle = loop.call_later(self.max_wait, self._flush)
+            # At the cap, the next call to come back flushes.
+        return await entry.future
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        while self._queue and self._in_flight < self.max_in_flight:
+            batch = self._take_batch()
+            if batch:
+                self._launch(batch)
+
+    def _take_batch(self) -> list[_Entry]:
+        batch: list[_Entry] = []
+        rows = 0
+        while self._queue:
+            entry = self._queue[0]
+            if batch and rows + len(entry.rows) > self.max_batch_rows:
+                break
+            self._queue.pop(0)
+            self._queued_rows -= len(entry.rows)
+            if entry.future.done():  # its caller gave up before the batch went out
+                continue
+            batch.append(entry)
+            rows += len(entry.rows)
+        return batch
+
+    def _launch(self, batch: list[_Entry]) -> None:
+        now = time.perf_counter()
+        observe_wait = self.metrics.batch_queue_wait.observe
+        for entry in batch:
+            observe_wait(now - entry.enqueued)
+        rows = batch[0].rows if len(batch) == 1 else np.concatenate([e.rows for e in batch])
+        self.metrics.batch_rows.observe(len(rows))
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._run(batch, rows))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[_Entry], rows: npt.NDArray[np.float32]) -> None:
+        try:
+            scores = await self.scorer.score(rows)
+        except Exception as exc:
+            for entry in batch:
+                if not entry.future.done():
+                    entry.future.set_exception(exc)
+        else:
+            offset = 0
+            for entry in batch:
+                count = len(entry.rows)
+                if not entry.future.done():
+                    entry.future.set_result(scores[offset : offset + count])
+                offset += count
+        finally:
+            self._in_flight -= 1
+            if self._queue:
+                self._flush()

@@ -1,0 +1,158 @@
+"""The micro-batcher: coalescing, exact routing, cancellation and partial failure."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from prometheus_client import CollectorRegistry
+
+from bidder.errors import ScoringError
+from bidder.scoring import EmbeddedScorer
+from bidder.scoring.base import Scores
+from bidder.scoring.batcher import MicroBatcher
+from bidder.telemetry import Metrics
+
+
+class GatedScorer:
+    """The seed model behind a gate: calls stay in flight until the test opens it, like a
+    remote endpoint's round trip. Rows whose first value is -1 make the call fail."""
+
+    kind = "gated"
+    model_version = "test"
+
+    def __init__(self, model: EmbeddedScorer) -> None:
+        self.model = model
+        self.num_features = model.num_features
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.calls: list[int] = []
+
+    async def score(self, rows: npt.NDArray[np.float32]) -> Scores:
+        self.calls.append(len(rows))
+        await self.gate.wait()
+        if (rows[:, 0] == -1).any():
+            raise ScoringError("poisoned batch", reason="model_error")
+        return self.model.predict(rows)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def model(seed_model: Path) -> EmbeddedScorer:
+    return EmbeddedScorer.from_path(seed_model)
+
+
+def batcher(scorer: GatedScorer, **options: float) -> MicroBatcher:
+    return MicroBatcher(
+        scorer,
+        max_batch_rows=int(options.get("max_batch_rows", 64)),
+        max_wait=options.get("max_wait", 3600.0),
+        max_in_flight=int(options.get("max_in_flight", 1)),
+        metrics=Metrics(CollectorRegistry()),
+    )
+
+
+def rows_for(index: int, count: int = 1) -> npt.NDArray[np.float32]:
+    row = [index % 7, index % 24, 0, index, index % 5, index % 11, 1 + index % 4]
+    return np.array([row] * count, dtype=np.float32) + np.arange(count, dtype=np.float32)[:, None]
+
+
+async def test_an_idle_batcher_does_not_wait_for_company(model: EmbeddedScorer) -> None:
+    scorer = GatedScorer(model)
+    scores = await asyncio.wait_for(batcher(scorer).score(rows_for(1)), timeout=5)
+    np.testing.assert_array_equal(scores, model.predict(rows_for(1)))
+    assert scorer.calls == [1]
+
+
+async def test_concurrent_requests_get_exactly_their_own_scores(model: EmbeddedScorer) -> None:
+    scorer = GatedScorer(model)
+    subject = batcher(scorer)
+    inputs = [rows_for(i, count=1 + i % 3) for i in range(200)]
+    results = await asyncio.gather(*(subject.score(rows) for rows in inputs))
+    for rows, scores in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(scores, model.predict(rows))
+    assert sum(scorer.calls) == sum(len(rows) for rows in inputs)
+    assert len(scorer.calls) < 20, "concurrent requests were coalesced"
+    assert max(scorer.calls) <= 64
+
+
+async def test_rows_queue_while_a_batch_is_in_flight(model: EmbeddedScorer) -> None:
+    scorer = GatedScorer(model)
+    subject = batcher(scorer, max_batch_rows=8)
+    scorer.gate.clear()
+    first = asyncio.ensure_future(subject.score(rows_for(0)))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    waiting = [asyncio.ensure_future(subject.score(rows_for(i))) for i in range(1, 20)]
+    await asyncio.sleep(0.01)
+    assert scorer.calls == [1], "the rest wait for the batch in flight"
+    scorer.gate.set()
+    await asyncio.gather(first, *waiting)
+    assert scorer.calls[1:] == [8, 8, 3]
+
+
+async def test_a_busy_batcher_waits_at_most_max_wait_below_its_cap(model: EmbeddedScorer) -> None:
+    scorer = GatedScorer(model)
+    subject = batcher(scorer, max_in_flight=2, max_wait=0.01)
+    scorer.gate.clear()
+    first = asyncio.ensure_future(subject.score(rows_for(0)))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(subject.score(rows_for(1)))
+    third = asyncio.ensure_future(subject.score(rows_for(2)))
+    await asyncio.sleep(0)
+    assert scorer.calls == [1], "busy: the new rows gather instead of going at once"
+    await asyncio.sleep(0.1)
+    assert scorer.calls == [1, 2], "after max_wait they go together as a second call"
+    fourth = asyncio.ensure_future(subject.score(rows_for(3)))
+    await asyncio.sleep(0.1)
+    assert scorer.calls == [1, 2], "at the cap of two calls, rows wait for one to return"
+    scorer.gate.set()
+    await asyncio.gather(first, second, third, fourth)
+    assert scorer.calls == [1, 2, 1]
+
+
+async def test_cancelled_callers_are_dropped_before_the_call(model: EmbeddedScorer) -> None:
+    scorer = GatedScorer(model)
+    subject = batcher(scorer)
+    scorer.gate.clear()
+    first = asyncio.ensure_future(subject.score(rows_for(0)))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    doomed = asyncio.ensure_future(subject.score(rows_for(1, count=5)))
+    kept = asyncio.ensure_future(subject.score(rows_for(2)))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    scorer.gate.set()
+    await first
+    np.testing.assert_array_equal(await kept, model.predict(rows_for(2)))
+    assert scorer.calls == [1, 1], "the cancelled caller's five rows were not scored"
+
+
+async def test_a_failed_batch_fails_only_its_callers(model: EmbeddedScorer) -> None:
+    scorer = GatedScorer(model)
+    subject = batcher(scorer, max_batch_rows=2)
+    poisoned = rows_for(0)
+    poisoned[0, 0] = -1
+    inputs = [poisoned, rows_for(1), rows_for(2), rows_for(3)]
+    results = await asyncio.gather(*(subject.score(r) for r in inputs), return_exceptions=True)
+    assert isinstance(results[0], ScoringError)
+    assert isinstance(results[1], ScoringError), "same batch as the poisoned rows"
+    np.testing.assert_array_equal(results[2], model.predict(rows_for(2)))
+    np.testing.assert_array_equal(results[3], model.predict(rows_for(3)))
+
+
+async def test_metrics_record_batch_sizes_and_waits(model: EmbeddedScorer) -> None:
+    subject = batcher(GatedScorer(model))
+    await asyncio.gather(*(subject.score(rows_for(i)) for i in range(10)))
+    registry = subject.metrics.registry
+    assert registry.get_sample_value("bidder_batch_rows_sum") == 10
+    assert registry.get_sample_value("bidder_batch_queue_wait_seconds_count") == 10
