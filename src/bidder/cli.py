@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -91,6 +92,20 @@ def _exit_cleanly_after_shutdown() -> None:
         signal.signal(signum, lambda *_: None)
 
 
+def _share_metrics_between_workers(directory: Path | None) -> None:
+    """Prometheus multiprocess mode: each worker writes its values to files in one directory
+    and `/metrics`, whichever worker answers it, sums them. The directory is emptied first:
+    files left by an earlier run would be counted again."""
+    from bidder.telemetry.metrics import MULTIPROCESS_DIR_VARIABLE
+
+    if directory is None:
+        directory = Path(tempfile.gettempdir()) / f"bidder-metrics-{os.getpid()}"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = str(directory)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -104,6 +119,8 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"BIDDER_{name.upper()}"] = str(value)
     settings = load_settings()
+    if settings.workers > 1:
+        _share_metrics_between_workers(settings.metrics_dir)
     _exit_cleanly_after_shutdown()
     uvicorn.run(
         "bidder.server.app:create_app_for_worker",

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port of the bid server.")
     workers: int = Field(1, ge=1, le=256, description="Worker processes.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_dir: Path | None = Field(
+        None, description="Shared Prometheus directory of several workers; default: a temp dir."
+    )
 
     # --- the model ---
     scorer: Literal["embedded", "sagemaker"] = Field(

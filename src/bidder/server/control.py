@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bidder import __version__
 from bidder.errors import ScoringError
@@ -48,6 +49,7 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             state.runtime = None
             metrics.ready.set(0)
             await runtime.scorer.close()
+            metrics.process_exited()
 
     def _become_ready(runtime: Runtime) -> None:
         state.runtime = runtime
@@ -98,11 +100,12 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
                 "scorer": runtime.scorer.kind,
                 "model_version": runtime.scorer.model_version,
                 "feature_spec": runtime.spec.id,
+                "pid": os.getpid(),
             }
         )
 
     @app.get("/metrics", summary="Prometheus metrics, text exposition format.")
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -7,10 +7,20 @@ path records a value with one method call and no label look-up.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 
 from bidder.decision.policy import NoBidReason
 
@@ -55,9 +65,20 @@ STAGES: Final = ("parse", "features", "score", "decide")
 REQUEST_NO_BID_REASONS: Final = ("not_ready", "model_error", "circuit_open", "internal_error")
 
 
+MULTIPROCESS_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """Set (by `bidder serve --workers N`) when several workers share the metrics."""
+    return os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        if multiprocess_dir() is None:
+            # Per-process CPU and memory; with several workers each is its own target.
+            ProcessCollector(registry=registry)
         self.requests = Counter(
             "bidder_requests",
             "Bid requests answered, by outcome (bid, no_bid, invalid, error).",
@@ -106,6 +127,7 @@ class Metrics:
             "The model being served (value 1), by scorer, version and feature spec.",
             ["scorer", "version", "feature_spec"],
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.model_call_duration = Histogram(
             "bidder_model_call_duration_seconds",
@@ -134,11 +156,16 @@ class Metrics:
         )
         self.circuit_breaker_state = Gauge(
             "bidder_circuit_breaker_state",
-            "State of the model endpoint's circuit breaker: 0 closed, 1 open, 2 half-open.",
+            "State of the model endpoint's circuit breaker: 0 closed, 1 open, 2 half-open "
+            "(with several workers, the worst worker's).",
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.ready = Gauge(
-            "bidder_ready", "1 once the model is loaded and warmed up.", registry=registry
+            "bidder_ready",
+            "1 once the model is loaded and warmed up (with several workers, the number ready).",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.outcome = {name: self.requests.labels(name) for name in OUTCOMES}
         reasons = [*REQUEST_NO_BID_REASONS, *(reason.value for reason in NoBidReason)]
@@ -157,6 +184,20 @@ class Metrics:
         yield from self.outcome.values()
         yield from self.no_bid_reason.values()
         yield from self.imp_decision.values()
+
+    def exposition(self) -> bytes:
+        """The text format for `/metrics`: this process's registry, or with several workers
+        the sum over all of them, read from the shared multiprocess directory."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(combined)
+
+    def process_exited(self) -> None:
+        if multiprocess_dir() is not None:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def rejected(self, status: int) -> None:
         self.rejections.labels(str(status)).inc()
