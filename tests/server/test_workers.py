@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,10 +48,8 @@ def test_two_workers_share_their_metrics(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         ready = 0.0
         while ready < 2 and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(httpx.TransportError, AssertionError):
                 ready = sample(httpx.get(f"{url}/metrics", timeout=2).text, "bidder_ready")
-            except (httpx.TransportError, AssertionError):
-                pass
             time.sleep(0.1)
         assert ready == 2, "both workers report ready"
         pids = set()
