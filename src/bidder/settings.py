@@ -85,6 +85,20 @@ class Settings(BaseSettings):
         1000, ge=1, le=600_000, description="Time the breaker stays open before a probe."
     )
 
+    # --- deadlines ---
+    deadline_network_allowance_ms: float = Field(
+        20.0, ge=0.0, le=10_000.0, description="Part of tmax kept for the network and exchange."
+    )
+    deadline_ceiling_ms: float = Field(
+        100.0, gt=0.0, le=10_000.0, description="Longest budget, whatever tmax says."
+    )
+    deadline_default_ms: float = Field(
+        80.0, gt=0.0, le=10_000.0, description="Budget of a request without tmax."
+    )
+    deadline_min_model_ms: float = Field(
+        0.5, ge=0.0, le=10_000.0, description="Least remaining budget worth a model call."
+    )
+
     # --- micro-batching ---
     batch_max_rows: int = Field(
         64, ge=1, le=4096, description="Most rows per model call; 1 turns batching off."

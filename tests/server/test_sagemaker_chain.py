@@ -40,6 +40,8 @@ def sagemaker_settings(endpoint: FaultServer, **overrides: Any) -> Settings:
         "max_body_bytes": 262144,
         "max_decompressed_bytes": 262144,
         "max_imps": 100,
+        # Generous, so that the endpoint's own timeouts, not the request's, end a call.
+        "deadline_ceiling_ms": 2000,
     }
     return seed_settings(**{**values, **overrides})
 
@@ -99,12 +101,30 @@ def test_endpoint_faults_give_no_bids_never_5xx(
         endpoint.mode = mode
     with httpx.Client(base_url=server.url, timeout=5) as client:
         for _ in range(3):
-            response = client.post("/openrtb2/bid", json=banner_request())
+            # A budget (tmax) longer than the endpoint's timeouts: they, not it, end the call.
+            response = client.post("/openrtb2/bid", json=banner_request(tmax=1000))
             assert response.status_code == 204
-            assert response.elapsed.total_seconds() < 1.0, "answered at the overall timeout"
+            assert response.elapsed.total_seconds() < 0.9, "answered at the overall timeout"
         metrics = client.get("/metrics").text
     assert f'bidder_model_call_failures_total{{kind="{kind}",scorer="sagemaker"}} 3.0' in metrics
     assert 'bidder_no_bids_total{reason="model_error"} 3.0' in metrics
+
+
+def test_a_stalled_endpoint_costs_a_request_no_more_than_its_budget(
+    live_server: Callable[[Settings], LiveServer], endpoint: FaultServer
+) -> None:
+    server = live_server(
+        sagemaker_settings(endpoint, sagemaker_timeout_ms=5000, sagemaker_read_timeout_ms=5000)
+    )
+    endpoint.mode = "stall"
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        # tmax 60 ms less the 20 ms network allowance: a 40 ms budget.
+        response = client.post("/openrtb2/bid", json=banner_request(tmax=60))
+        assert response.status_code == 204
+        assert response.elapsed.total_seconds() < 1.0
+        assert response.elapsed.total_seconds() >= 0.04
+        text = client.get("/metrics").text
+    assert 'bidder_no_bids_total{reason="deadline"} 1.0' in text
 
 
 def test_breaker_opens_then_bidding_resumes_after_healing(

@@ -9,6 +9,7 @@ a 5xx, because an exchange penalises a bidder that errs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import zlib
@@ -25,6 +26,7 @@ from bidder.errors import (
     UnsupportedMediaType,
 )
 from bidder.openrtb import SUPPORTED_VERSIONS, decode_bid_request, encode_bid_response
+from bidder.server.deadline import DeadlinePolicy, ModelTimeEstimate
 from bidder.server.state import AppState
 from bidder.settings import Settings
 from bidder.telemetry import Metrics, Throttle
@@ -47,6 +49,12 @@ class BidEndpoint:
         self.max_imps = settings.max_imps
         self.default_version = settings.openrtb_version.encode()
         self.throttle = Throttle()
+        self.deadlines = DeadlinePolicy(
+            network_allowance=settings.deadline_network_allowance_ms / 1000,
+            ceiling=settings.deadline_ceiling_ms / 1000,
+            default=settings.deadline_default_ms / 1000,
+        )
+        self.model_time = ModelTimeEstimate(floor=settings.deadline_min_model_ms / 1000)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -148,12 +156,24 @@ class BidEndpoint:
         if runtime is None:
             await self._no_bid(send, version, "not_ready")
             return
+        deadline = started + self.deadlines.budget(request.tmax)
         try:
             rows = runtime.vectorizer.matrix(request, arrival)
             vectorized = time.perf_counter()
             metrics.stage["features"].observe(vectorized - parsed)
-            scores = await runtime.scorer.score(rows)
+            remaining = deadline - vectorized
+            if remaining < self.model_time.expected:
+                await self._no_bid(send, version, "deadline_skip")
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    scores = await runtime.scorer.score(rows)
+            except TimeoutError:
+                # The outstanding call was cancelled with the await; its rows leave the batch.
+                await self._no_bid(send, version, "deadline")
+                return
             scored = time.perf_counter()
+            self.model_time.observe(scored - vectorized)
             metrics.stage["score"].observe(scored - vectorized)
             decisions = runtime.policy.decide(request, scores)
             response = runtime.policy.respond(request, decisions)

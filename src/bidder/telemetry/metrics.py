@@ -62,7 +62,14 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 OUTCOMES: Final = ("bid", "no_bid", "invalid", "error")
 STAGES: Final = ("parse", "features", "score", "decide")
 # Request-level no-bid reasons besides the impression-level ones in `NoBidReason`.
-REQUEST_NO_BID_REASONS: Final = ("not_ready", "model_error", "circuit_open", "internal_error")
+REQUEST_NO_BID_REASONS: Final = (
+    "not_ready",
+    "deadline",
+    "deadline_skip",
+    "model_error",
+    "circuit_open",
+    "internal_error",
+)
 
 
 MULTIPROCESS_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
