@@ -133,6 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         log_config=None,
         log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        timeout_keep_alive=settings.keepalive_timeout_seconds,
         server_header=False,
         date_header=False,
     )

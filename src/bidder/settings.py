@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port of the bid server.")
     workers: int = Field(1, ge=1, le=256, description="Worker processes.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace_seconds: int = Field(
+        25, ge=1, le=29, description="Time in-flight requests get to finish on SIGTERM."
+    )
+    keepalive_timeout_seconds: int = Field(
+        5, ge=1, le=3600, description="Idle time after which a connection is closed."
+    )
     metrics_dir: Path | None = Field(
         None, description="Shared Prometheus directory of several workers; default: a temp dir."
     )

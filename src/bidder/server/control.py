@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -41,6 +45,7 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             # A remote endpoint may be briefly unavailable: stay up, not ready, and retry.
             logger.warning("warm-up failed; retrying", extra={"reason": exc.reason})
             warming = asyncio.create_task(_keep_warming(runtime))
+        _announce_draining_on_signals(state)
         try:
             yield
         finally:
@@ -74,6 +79,26 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             _become_ready(runtime)
             return
 
+    def _announce_draining_on_signals(state: AppState) -> None:
+        """Readiness turns false the moment SIGTERM or SIGINT arrives, while uvicorn drains the
+        connections, so that a load balancer stops sending before the listener closes. The
+        handler is chained in front of uvicorn's own."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach only the main thread; embedded servers have no signals
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+            if not callable(previous):
+                continue
+
+            def handler(number: int, frame: FrameType | None, chained: Any = previous) -> None:
+                if not state.draining:
+                    state.draining = True
+                    metrics.ready.set(0)
+                    logger.info("draining", extra={"signal": signal.Signals(number).name})
+                chained(number, frame)
+
+            signal.signal(signum, handler)
+
     app = FastAPI(
         title="bidder",
         version=__version__,
@@ -92,8 +117,9 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
     )
     async def readyz() -> JSONResponse:
         runtime = state.runtime
-        if runtime is None:
-            return JSONResponse({"status": "not ready"}, status_code=503)
+        if runtime is None or state.draining:
+            status = "draining" if state.draining else "not ready"
+            return JSONResponse({"status": status}, status_code=503)
         return JSONResponse(
             {
                 "status": "ready",

@@ -13,6 +13,8 @@ class AppState:
     no-bid and `/readyz` 503 while it is."""
 
     runtime: Runtime | None = None
+    # Set on SIGTERM: in-flight and arriving requests are still served, `/readyz` says 503.
+    draining: bool = False
 
     @property
     def ready(self) -> bool:
