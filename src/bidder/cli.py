@@ -209,7 +209,9 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"training needs the `train` extra (pip install 'bidder[train]'): {exc}"
         ) from None
-    report = train_default_model(args.out, requests=args.requests, seed=args.seed)
+    report = train_default_model(
+        args.out, requests=args.requests, seed=args.seed, tarball=args.tarball
+    )
     print(report)
     return 0
 

@@ -1,0 +1,3 @@
+from bidder.training.train import main
+
+raise SystemExit(main())
