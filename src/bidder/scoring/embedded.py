@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +29,7 @@ class EmbeddedScorer:
         self.artifact = artifact
         self._model = artifact.model
         self._check_single_output()
+        self._predict = _prepared_predictor(self._model)
 
     @classmethod
     def from_path(cls, path: str | Path) -> EmbeddedScorer:
@@ -48,10 +52,7 @@ class EmbeddedScorer:
             )
         if rows.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
-        # nthread=1: the bidder scales by processes; a thread pool per call costs more than
-        # it saves on batches this small and would fight the event loop for the core.
-        output = treelite.gtil.predict(self._model, rows, nthread=1)
-        return np.asarray(output, dtype=np.float64).reshape(rows.shape[0])
+        return self._predict(rows)
 
     async def score(self, rows: npt.NDArray[np.float32]) -> Scores:
         return self.predict(rows)
@@ -70,3 +71,58 @@ class EmbeddedScorer:
                 f"{self.artifact.source}: the model gives {output.size} outputs per row; "
                 "the bidder needs one score per row"
             )
+
+
+def _prepared_predictor(model: Any) -> Callable[[npt.NDArray[np.float32]], Scores]:
+    """GTIL's prediction with its per-call set-up done once.
+
+    `treelite.gtil.predict` re-parses a JSON configuration and re-reads the model's types
+    through ctypes on every call, which costs more than scoring one row. This calls the same
+    C function with everything prepared at load time. It leans on treelite internals, so
+    any mismatch falls back to the public function.
+    """
+
+    def public(rows: npt.NDArray[np.float32]) -> Scores:
+        # nthread=1: the bidder scales by processes; a thread pool per call costs more than
+        # it saves on batches this small and would fight the event loop for the core.
+        output = treelite.gtil.predict(model, rows, nthread=1)
+        return np.asarray(output, dtype=np.float64).reshape(rows.shape[0])
+
+    try:
+        from treelite.core import _LIB, _check_call
+        from treelite.gtil.gtil import GTILConfig
+        from treelite.util import typestr_to_ctypes_type, typestr_to_numpy_type
+
+        config = GTILConfig(predict_type="default", nthread=1)
+        input_type = model.input_type
+        input_dtype = typestr_to_numpy_type(input_type)  # type: ignore[no-untyped-call]
+        output_dtype = typestr_to_numpy_type(model.output_type)  # type: ignore[no-untyped-call]
+        input_pointer = ctypes.POINTER(typestr_to_ctypes_type(input_type))  # type: ignore[no-untyped-call]
+        output_pointer = ctypes.POINTER(typestr_to_ctypes_type(model.output_type))  # type: ignore[no-untyped-call]
+        input_type_name = input_type.encode()
+        handle = model.handle
+        config_handle = config.handle
+        predict_c = _LIB.TreeliteGTILPredict
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - other treelite
+        return public
+
+    def prepared(rows: npt.NDArray[np.float32]) -> Scores:
+        data = np.ascontiguousarray(rows, dtype=input_dtype)
+        output = np.empty(data.shape[0], dtype=output_dtype)
+        _check_call(
+            predict_c(
+                handle,
+                data.ctypes.data_as(input_pointer),
+                input_type_name,
+                ctypes.c_uint64(data.shape[0]),
+                output.ctypes.data_as(output_pointer),
+                config_handle,
+            )
+        )
+        return output.astype(np.float64)
+
+    prepared.config = config  # type: ignore[attr-defined]  # keeps the C config alive
+    probe = np.full((2, model.num_feature), np.nan, dtype=np.float32)
+    if not np.array_equal(prepared(probe), public(probe)):  # pragma: no cover
+        return public
+    return prepared
