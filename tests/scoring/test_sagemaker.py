@@ -130,16 +130,21 @@ async def test_transport_faults_are_told_apart(
     assert failures(scorer, kind) == 1
 
 
-async def test_overall_timeout_bounds_every_call(server: FaultServer) -> None:
-    server.mode = "stall"
-    scorer = make_scorer(server.url, read_timeout=5.0, invoke_timeout=0.2)
+async def failure_reason(scorer: SageMakerScorer) -> str:
+    """Start a scorer, score once expecting a failure, close it; the failure's kind."""
     await scorer.start()
     try:
         with pytest.raises(ScoringError) as caught:
             await scorer.score(ROWS)
     finally:
         await scorer.close()
-    assert caught.value.reason == "timeout"
+    return caught.value.reason
+
+
+async def test_overall_timeout_bounds_every_call(server: FaultServer) -> None:
+    server.mode = "stall"
+    scorer = make_scorer(server.url, read_timeout=5.0, invoke_timeout=0.2)
+    assert await failure_reason(scorer) == "timeout"
 
 
 async def test_refused_connection(server: FaultServer, scorer: SageMakerScorer) -> None:
@@ -164,13 +169,7 @@ async def test_dns_failure() -> None:
         "https://vpce-0123-abcd.runtime.sagemaker.us-east-1.vpce.amazonaws.com",
         connector_args={"resolver": FailingResolver()},
     )
-    await scorer.start()
-    try:
-        with pytest.raises(ScoringError) as caught:
-            await scorer.score(ROWS)
-    finally:
-        await scorer.close()
-    assert caught.value.reason == "dns_failure"
+    assert await failure_reason(scorer) == "dns_failure"
 
 
 async def test_breaker_opens_skips_the_endpoint_and_closes_after_healing(
