@@ -153,6 +153,7 @@ async def test_a_failed_batch_fails_only_its_callers(model: EmbeddedScorer) -> N
 async def test_metrics_record_batch_sizes_and_waits(model: EmbeddedScorer) -> None:
     subject = batcher(GatedScorer(model))
     await asyncio.gather(*(subject.score(rows_for(i)) for i in range(10)))
+    subject.metrics.flush()
     registry = subject.metrics.registry
     assert registry.get_sample_value("bidder_batch_rows_sum") == 10
     assert registry.get_sample_value("bidder_batch_queue_wait_seconds_count") == 10

@@ -69,7 +69,8 @@ async def _load_then_terminate(
                     if not stop.is_set():
                         failed_in_flight += 1
                     return
-                assert response.status_code == 200
+                # A bid or a no-bid (a deadline under this load) are both answers.
+                assert response.status_code in (200, 204)
                 answered += 1
 
     workers = [asyncio.create_task(worker()) for _ in range(8)]

@@ -119,11 +119,11 @@ class MicroBatcher:
 
     def _launch(self, batch: list[_Entry]) -> None:
         now = time.perf_counter()
-        observe_wait = self.metrics.batch_queue_wait.observe
+        observe_wait = self.metrics.batch_wait.observe
         for entry in batch:
             observe_wait(now - entry.enqueued)
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([e.rows for e in batch])
-        self.metrics.batch_rows.observe(len(rows))
+        self.metrics.batch_size.observe(len(rows))
         self._in_flight += 1
         task = asyncio.get_running_loop().create_task(self._run(batch, rows))
         self._tasks.add(task)

@@ -77,7 +77,7 @@ class BidEndpoint:
                 logger.debug("rejected bid request", extra={"error": exc.message})
             headers = [_JSON, (VERSION_HEADER, version)]
             await respond(send, exc.status_code, orjson.dumps({"error": exc.message}), headers)
-        self.metrics.request_duration.observe(time.perf_counter() - started)
+        self.metrics.request_time.observe(time.perf_counter() - started)
 
     def _check_headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
         content_type = None
@@ -191,7 +191,7 @@ class BidEndpoint:
             metrics.no_bid_reason["internal_error"].inc()
             await respond(send, 204, b"", [(VERSION_HEADER, version)])
             return
-        observe_score = metrics.model_score.observe
+        observe_score = metrics.score.observe
         for decision in decisions:
             observe_score(decision.score)
             metrics.imp_decision["bid" if decision.reason is None else decision.reason].inc()

@@ -46,9 +46,11 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             logger.warning("warm-up failed; retrying", extra={"reason": exc.reason})
             warming = asyncio.create_task(_keep_warming(runtime))
         _announce_draining_on_signals(state)
+        flushing = asyncio.create_task(metrics.flush_periodically())
         try:
             yield
         finally:
+            flushing.cancel()
             if warming is not None:
                 warming.cancel()
             state.runtime = None

@@ -7,8 +7,8 @@ path records a value with one method call and no label look-up.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterable
 from typing import Final
 
 from prometheus_client import (
@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 
 from bidder.decision.policy import NoBidReason
+from bidder.telemetry.batched import BatchedCounter, BatchedHistogram
 
 # Dense from 0.1 ms to 100 ms: an exchange's whole budget is typically 100-300 ms, and the
 # bidder's own share of it is a few milliseconds.
@@ -174,27 +175,41 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
-        self.outcome = {name: self.requests.labels(name) for name in OUTCOMES}
+        # The hot path records into batched stand-ins; `flush` folds them into the metrics.
+        # Resolving every child here also makes each series exist at zero from the start,
+        # so rates and alerts work before the first event of a kind.
         reasons = [*REQUEST_NO_BID_REASONS, *(reason.value for reason in NoBidReason)]
-        self.no_bid_reason = {name: self.no_bids.labels(name) for name in reasons}
+        decisions = ("bid", *(reason.value for reason in NoBidReason))
+        self.outcome = {name: BatchedCounter(self.requests.labels(name)) for name in OUTCOMES}
+        self.no_bid_reason = {name: BatchedCounter(self.no_bids.labels(name)) for name in reasons}
         self.imp_decision = {
-            name: self.impressions.labels(name)
-            for name in ("bid", *(reason.value for reason in NoBidReason))
+            name: BatchedCounter(self.impressions.labels(name)) for name in decisions
         }
-        self.stage = {name: self.stage_duration.labels(name) for name in STAGES}
-        for counter in self._zeroed_children():
-            counter.inc(0)
+        self.stage = {name: BatchedHistogram(self.stage_duration.labels(name)) for name in STAGES}
+        self.request_time = BatchedHistogram(self.request_duration)
+        self.score = BatchedHistogram(self.model_score)
+        self.batch_size = BatchedHistogram(self.batch_rows)
+        self.batch_wait = BatchedHistogram(self.batch_queue_wait)
+        self._batched: list[BatchedCounter | BatchedHistogram] = [
+            *self.outcome.values(),
+            *self.no_bid_reason.values(),
+            *self.imp_decision.values(),
+            *self.stage.values(),
+            self.request_time,
+            self.score,
+            self.batch_size,
+            self.batch_wait,
+        ]
 
-    def _zeroed_children(self) -> Iterable[Counter]:
-        # Touching every child makes each series exist at zero from the start, so rates and
-        # alerts work before the first event of a kind.
-        yield from self.outcome.values()
-        yield from self.no_bid_reason.values()
-        yield from self.imp_decision.values()
+    def flush(self) -> None:
+        """Fold what the hot path recorded into the Prometheus metrics."""
+        for batched in self._batched:
+            batched.flush()
 
     def exposition(self) -> bytes:
         """The text format for `/metrics`: this process's registry, or with several workers
         the sum over all of them, read from the shared multiprocess directory."""
+        self.flush()
         directory = multiprocess_dir()
         if directory is None:
             return generate_latest(self.registry)
@@ -202,7 +217,13 @@ class Metrics:
         multiprocess.MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
         return generate_latest(combined)
 
+    async def flush_periodically(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.flush()
+
     def process_exited(self) -> None:
+        self.flush()
         if multiprocess_dir() is not None:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 

@@ -1,0 +1,54 @@
+"""Batched recording gives exactly what direct prometheus-client recording gives."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from bidder.telemetry.batched import BatchedCounter, BatchedHistogram
+from bidder.telemetry.metrics import LATENCY_BUCKETS
+
+
+def test_batched_histogram_and_counter_match_direct_recording() -> None:
+    values = [random.Random(1).expovariate(500) for _ in range(5000)]
+    values += [*LATENCY_BUCKETS, 0.0, 10.0]  # on the bounds, below and above all of them
+    direct, batched = CollectorRegistry(), CollectorRegistry()
+    for registry, wrap in ((direct, False), (batched, True)):
+        histogram = Histogram(
+            "latency_seconds", "h", ["stage"], buckets=LATENCY_BUCKETS, registry=registry
+        )
+        counter = Counter("events", "c", registry=registry)
+        child = histogram.labels("parse")
+        observe = BatchedHistogram(child) if wrap else child
+        count = BatchedCounter(counter) if wrap else counter
+        for index, value in enumerate(values):
+            observe.observe(value)
+            count.inc()
+            if wrap and index % 1000 == 0:
+                observe.flush()  # type: ignore[union-attr]
+                count.flush()  # type: ignore[union-attr]
+        if wrap:
+            observe.flush()  # type: ignore[union-attr]
+            count.flush()  # type: ignore[union-attr]
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (sample.name, sample.labels.get("le", "")): sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+        }
+
+    expected, actual = samples(direct), samples(batched)
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        # Sums are added in a different order, so they agree to rounding, counts exactly.
+        assert actual[key] == pytest.approx(value, rel=1e-12), key
+
+
+def test_nothing_recorded_flushes_nothing() -> None:
+    registry = CollectorRegistry()
+    histogram = BatchedHistogram(Histogram("h_seconds", "h", registry=registry))
+    histogram.flush()
+    assert registry.get_sample_value("h_seconds_count") == 0
