@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     model_path: Path = Field(
         DEFAULT_MODEL_PATH, description="model.tar.gz, model directory or model file."
     )
+    compile_cache_dir: Path | None = Field(
+        None,
+        description="Where compiled trees are kept; default: a directory in the temp dir.",
+    )
+    compile_model: bool = Field(
+        True, description="Compile the trees with tl2cgen for batches, when it is installed."
+    )
     feature_spec_path: Path | None = Field(
         None, description="Feature spec; default: feature_spec.json beside the model."
     )

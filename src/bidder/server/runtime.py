@@ -7,8 +7,10 @@ request ever pays for them and a model that cannot serve is refused before it ta
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from bidder.decision import BidPolicy, CreativeCatalog, LinearPricing
 from bidder.errors import FeatureSpecError, ModelLoadError
@@ -48,7 +50,10 @@ class Runtime:
             artifact = load_model_artifact(settings.model_path)
             spec = _feature_spec(settings, artifact.feature_spec)
             spec.check_model_width(artifact.num_features)
-            scorer = EmbeddedScorer(artifact)
+            cache = None
+            if settings.compile_model:
+                cache = settings.compile_cache_dir or Path(tempfile.gettempdir()) / "bidder-models"
+            scorer = EmbeddedScorer(artifact, compile_cache=cache)
         else:
             spec = _feature_spec(settings, bundled_feature_spec(settings.model_path))
             scorer = _sagemaker_scorer(settings, spec.width, metrics)
