@@ -1,11 +1,16 @@
-"""The baseline: the bid endpoint as the FastAPI tutorial and the SageMaker seed notebook
-would have it written.
+"""The baseline: the bid endpoint as the FastAPI documentation and the SageMaker seed
+notebook would have it written.
 
-A pydantic body model of the bid request, a `response_model`, and one in-process XGBoost
-`Booster.inplace_predict` per request on the same features and the same model the bidder
-serves (`BASELINE_MODEL`, default: the bidder's default model).
+A pydantic body model of the bid request, a `response_model`, a synchronous route (which
+FastAPI runs in its thread pool) and one in-process XGBoost `Booster.inplace_predict` per
+request. It scores with the same model and the same feature code (`bidder.features`) as
+the bidder, so the two differ only in how they serve.
 
-    uvicorn loadtests.baselines.fastapi_embedded:app --http httptools --loop uvloop
+    BASELINE_MODEL=path/to/xgboost-model.json \\
+        uvicorn loadtests.baselines.fastapi_embedded:app --http httptools --loop uvloop
+
+`BASELINE_MODEL` is an XGBoost JSON model (default: the bidder's packaged default model);
+its feature spec is `feature_spec.json` beside it unless `BASELINE_FEATURE_SPEC` names one.
 """
 
 from __future__ import annotations
@@ -20,15 +25,26 @@ import xgboost
 from fastapi import FastAPI, Response
 from pydantic import BaseModel
 
-from bidder.features import FeatureSpec, Vectorizer
-from bidder.openrtb import BidRequest as BidRequestStruct
+from bidder.features import FEATURE_SPEC_FILENAME, FeatureSpec, Vectorizer
 from bidder.openrtb import decode_bid_request
 from bidder.settings import DEFAULT_MODEL_PATH
 
-MODEL_DIR = Path(os.environ.get("BASELINE_MODEL", str(DEFAULT_MODEL_PATH)))
-booster = xgboost.Booster(model_file=str(MODEL_DIR / "xgboost-model.json"))
+# The bidder's default decision settings, so that both bid on the same impressions.
+BID_THRESHOLD = 0.05
+PRICE_SLOPE = 40.0
+MAX_PRICE = 20.0
+
+MODEL_FILE = Path(os.environ.get("BASELINE_MODEL", DEFAULT_MODEL_PATH / "xgboost-model.json"))
+SPEC_FILE = Path(os.environ.get("BASELINE_FEATURE_SPEC", MODEL_FILE.parent / FEATURE_SPEC_FILENAME))
+
+booster = xgboost.Booster(model_file=str(MODEL_FILE))
 booster.set_param({"nthread": 1})
-vectorizer = Vectorizer(FeatureSpec.load(MODEL_DIR / "feature_spec.json"))
+vectorizer = Vectorizer(FeatureSpec.load(SPEC_FILE))
+if vectorizer.width != booster.num_features():
+    raise SystemExit(
+        f"{SPEC_FILE} has {vectorizer.width} features, {MODEL_FILE} expects "
+        f"{booster.num_features()}"
+    )
 
 
 class Format(BaseModel):
@@ -44,7 +60,7 @@ class Banner(BaseModel):
 
 
 class Video(BaseModel):
-    mimes: list[str]
+    mimes: list[str] | None = None
     w: int | None = None
     h: int | None = None
 
@@ -68,12 +84,16 @@ class Publisher(BaseModel):
 
 
 class Site(BaseModel):
+    id: str | None = None
     domain: str | None = None
+    page: str | None = None
     publisher: Publisher | None = None
 
 
 class App(BaseModel):
+    id: str | None = None
     bundle: str | None = None
+    domain: str | None = None
     publisher: Publisher | None = None
 
 
@@ -86,6 +106,7 @@ class Geo(BaseModel):
 
 class Device(BaseModel):
     devicetype: int | None = None
+    make: str | None = None
     os: str | None = None
     connectiontype: int | None = None
     geo: Geo | None = None
@@ -98,6 +119,7 @@ class BidRequest(BaseModel):
     app: App | None = None
     device: Device | None = None
     tmax: int | None = None
+    cur: list[str] | None = None
 
 
 class Bid(BaseModel):
@@ -122,22 +144,15 @@ app = FastAPI()
 
 @app.post("/openrtb2/bid", response_model=BidResponse)
 def bid(request: BidRequest) -> BidResponse | Response:
-    # The same feature code as the bidder, fed from the pydantic model.
-    struct: BidRequestStruct = decode_bid_request(
-        request.model_dump_json(exclude_none=True).encode()
-    )
+    # The bidder's feature code reads its own request type: hand it the validated model.
+    struct = decode_bid_request(request.model_dump_json(exclude_none=True).encode())
+    rows = np.asarray(vectorizer.rows(struct, time.time()), dtype=np.float32)
+    scores = booster.inplace_predict(rows)
     bids = []
-    for imp, row in zip(request.imp, vectorizer.rows(struct, time.time()), strict=True):
-        score = float(booster.inplace_predict(np.asarray([row], dtype=np.float32))[0])
-        if score >= 0.05:
-            price = min(20.0, 40.0 * score)
-            if price >= imp.bidfloor:
-                bids.append(Bid(id=uuid.uuid4().hex, impid=imp.id, price=price, crid="baseline"))
+    for imp, score in zip(request.imp, scores.tolist(), strict=True):
+        price = min(MAX_PRICE, PRICE_SLOPE * score)
+        if score >= BID_THRESHOLD and price >= imp.bidfloor:
+            bids.append(Bid(id=uuid.uuid4().hex, impid=imp.id, price=price, crid="baseline"))
     if not bids:
         return Response(status_code=204)
     return BidResponse(id=request.id, seatbid=[SeatBid(bid=bids)])
-
-
-@app.get("/readyz")
-def ready() -> dict[str, str]:
-    return {"status": "ready"}

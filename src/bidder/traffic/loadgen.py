@@ -1,252 +1,645 @@
-"""A load generator for HTTP/1.1 servers on loopback, fast enough not to be the bottleneck.
+"""An HTTP/1.1 load generator for servers on loopback, fast enough not to be what is measured.
 
-Raw asyncio protocols on uvloop with httptools parsing the responses, keep-alive
-connections, and pre-encoded requests: the generator spends its time on the wire, not in
-an HTTP client library. Two modes:
+Raw `asyncio.Protocol` connections (on uvloop when it is installed) with keep-alive,
+requests encoded once before the run, and responses parsed by httptools from callbacks:
+no task, future or timer per request, so one core drives well over 15,000 requests/s.
+Each connection carries one request at a time (no pipelining). Two modes:
 
 - closed loop (`run_closed_loop`): C connections, each sending its next request as soon
-  as the previous answer arrives; measures saturation throughput.
+  as the previous answer arrives, for a duration: the server's saturation throughput.
 - open loop (`run_open_loop`): requests sent at their scheduled times whatever the answers
-  (no coordinated omission), latency measured from the *intended* send time, connections
-  added up to a cap when all are busy; sends that could not keep the schedule are counted.
+  (no coordinated omission), at a fixed rate or along steps and ramps. Latency counts from
+  the *intended* send time, so a stalled server cannot hide its queue behind a stalled
+  sender. Connections are added, up to a cap, whenever all are busy; sends later than a
+  threshold and requests that had to wait for a connection at the cap are counted.
+
+Responses are framed by Content-Length, chunked transfer encoding or the connection's
+close. Errors are counted by kind: `refused` and `connect` (connecting failed), `reset`
+(the connection broke), `closed` (the server closed it before answering), `timeout` (no
+complete answer within the per-request timeout, counted from the intended send time),
+`protocol` (an unparsable response) and `invalid` (an answer the caller's check refused).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
+import math
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 import httptools
-import numpy as np
-import uvloop
+
+from bidder.traffic.histogram import Histogram
+
+T = TypeVar("T")
+
+# Closed-loop connections that failed wait this long before reconnecting, so a server that
+# is down is probed, not hammered.
+RECONNECT_DELAY = 0.01
+# uvloop's timers have millisecond granularity and fire up to ~2 ms late: the open-loop
+# sender sleeps on a timer until this close to a send, then spins on the event loop.
+SPIN_WINDOW = 0.003
+# A sender that is behind sends without waiting; it still yields to the event loop this
+# often so that answers keep being read.
+BURST = 32
+_FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding"))
+_BODILESS_STATUSES = frozenset((204, 304))
+_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+
+
+class Request(NamedTuple):
+    """One request template; plain `(method, path, headers, body)` tuples work too."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+RequestSource = (
+    Sequence[Request | tuple[str, str, Mapping[str, str], bytes]] | Callable[[int], Request]
+)
+# Called with the request sent, the answer's status and body: False (or raising) counts
+# the answer as `invalid`.
+ResponseCheck = Callable[[Request, int, bytes], bool]
 
 
 @dataclass(frozen=True)
 class Target:
     host: str
     port: int
-    path: str = "/openrtb2/bid"
+
+    def __post_init__(self) -> None:
+        # Load is only ever meant for servers on this machine.
+        if self.host != "localhost" and not ipaddress.ip_address(self.host).is_loopback:
+            raise ValueError(f"the load generator only targets loopback, not {self.host}")
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
-def encode_requests(
-    target: Target, bodies: Sequence[bytes], headers: dict[str, str] | None = None
-) -> list[bytes]:
-    """Pre-encoded `POST` requests: building them costs nothing during the run."""
-    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-    head = (
-        f"POST {target.path} HTTP/1.1\r\nhost: {target.host}:{target.port}\r\n"
-        f"content-type: application/json\r\n{extra}"
+@dataclass(frozen=True)
+class Step:
+    """`rate` requests/s for `duration` seconds, ramping linearly to `end_rate` if given."""
+
+    rate: float
+    duration: float
+    end_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate < 0 or (self.end_rate or 0) < 0 or self.duration <= 0:
+            raise ValueError(f"rates must be >= 0 and durations > 0: {self}")
+
+    @property
+    def requests(self) -> int:
+        end = self.rate if self.end_rate is None else self.end_rate
+        return round((self.rate + end) / 2 * self.duration)
+
+    def offsets(self) -> Iterator[float]:
+        """Intended send times from the start of the step."""
+        start = self.rate
+        end = self.rate if self.end_rate is None else self.end_rate
+        # Request k goes out when the integral of the rate reaches k:
+        # start*t + slope*t^2/2 = k, solved in a form that is stable for slope -> 0.
+        half_slope = (end - start) / (2 * self.duration)
+        if self.requests:
+            yield 0.0
+        for k in range(1, self.requests):
+            yield 2 * k / (start + math.sqrt(start * start + 4 * half_slope * k))
+
+
+def encode_request(request: Request, authority: str) -> bytes:
+    method, path, headers, body = request
+    lines = [f"{method} {path} HTTP/1.1", f"host: {authority}"]
+    lines.extend(
+        f"{name}: {value}"
+        for name, value in headers.items()
+        if name.lower() not in ("host", "content-length")
     )
-    return [f"{head}content-length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
+    if body or method.upper() in _BODY_METHODS:
+        lines.append(f"content-length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@dataclass
+class SecondStats:
+    """What happened to the requests intended for one second of the run."""
+
+    second: int
+    sent: int = 0
+    completed: int = 0
+    errors: int = 0
+    latency: Histogram = field(default_factory=Histogram)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t": self.second,
+            "sent": self.sent,
+            "completed": self.completed,
+            "errors": self.errors,
+            "latency_ms": self.latency.to_dict(),
+        }
 
 
 @dataclass
 class LoadResult:
-    mode: str
-    duration: float
+    mode: Literal["closed", "open"]
+    duration: float = 0.0
+    offered_rate: float | None = None
+    # The most connections established at once.
+    connections: int = 0
     sent: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
-    schedule_slips: int = 0
-    offered_rate: float | None = None
+    latency: Histogram = field(default_factory=Histogram)
+    # Open loop: how late each request was written against its schedule.
+    send_lateness: Histogram = field(default_factory=Histogram)
+    late_sends: int = 0
+    cap_waits: int = 0
+    series: list[SecondStats] | None = None
 
     @property
     def completed(self) -> int:
         return sum(self.statuses.values())
 
     @property
-    def throughput(self) -> float:
-        return self.completed / self.duration if self.duration else 0.0
+    def achieved_rate(self) -> float:
+        return self.completed / self.duration if self.duration > 0 else 0.0
 
-    def percentile_ms(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        return float(np.percentile(np.asarray(self.latencies), q) * 1000)
-
-    def summary(self) -> dict[str, Any]:
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {
             "mode": self.mode,
-            "offered_rate": self.offered_rate,
+            "offered_rate": None if self.offered_rate is None else round(self.offered_rate, 1),
             "duration_s": round(self.duration, 3),
+            "connections": self.connections,
             "sent": self.sent,
             "completed": self.completed,
-            "throughput_rps": round(self.throughput, 1),
-            "latency_ms": {
-                name: round(self.percentile_ms(q), 3)
-                for name, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9))
-            }
-            | {"max": round(max(self.latencies, default=float("nan")) * 1000, 3)},
-            "status_counts": {str(k): v for k, v in sorted(self.statuses.items())},
-            "errors": self.errors,
-            "schedule_slips": self.schedule_slips,
+            "achieved_rps": round(self.achieved_rate, 1),
+            "statuses": {str(status): n for status, n in sorted(self.statuses.items())},
+            "errors": dict(sorted(self.errors.items())),
+            "latency_ms": self.latency.to_dict(),
         }
+        if self.mode == "open":
+            summary |= {
+                "send_lateness_ms": self.send_lateness.to_dict(),
+                "late_sends": self.late_sends,
+                "cap_waits": self.cap_waits,
+            }
+        if self.series is not None:
+            summary["series"] = [second.to_dict() for second in self.series]
+        return summary
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection with at most one request outstanding."""
+    """One keep-alive connection carrying at most one request at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[int] | None = None
-        self.closed = False
+        self.busy = False
+        self.intended = 0.0
+        self.request: Request | None = None
+        self.headers_done = False
+        self.framed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
 
+    def send(self, raw: bytes, request: Request, intended: float) -> None:
+        assert self.transport is not None
+        self.busy = True
+        self.intended = intended
+        self.request = request
+        self.headers_done = self.framed = False
+        self.transport.write(raw)
+
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(exc)
+        except httptools.HttpParserError:
+            self.engine.fail(self, "protocol")
+
+    def on_header(self, name: bytes, _value: bytes) -> None:
+        if name.lower() in _FRAMING_HEADERS:
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        status = self.parser.get_status_code()
+        if status in _BODILESS_STATUSES or status < 200:
+            self.framed = True
 
     def on_message_complete(self) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(self.parser.get_status_code())
+        if self.busy:
+            self.engine.answered(self, self.parser.should_keep_alive())
+
+    def body(self) -> bytes:
+        return b""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._fail(exc or ConnectionResetError("connection closed"))
+        self.engine.lost(self, exc)
 
-    def _fail(self, exc: BaseException) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-    def send(self, raw: bytes) -> asyncio.Future[int]:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(raw)
-        return self.waiter
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
 
-async def _connect(target: Target) -> _Connection:
-    loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(_Connection, target.host, target.port)
-    return protocol
+class _CheckedConnection(_Connection):
+    """Keeps the response body for a caller's check; httptools only calls `on_body` on
+    protocols that have it, so unchecked runs pay nothing for bodies."""
+
+    def __init__(self, engine: _Engine) -> None:
+        self.parts: list[bytes] = []
+        super().__init__(engine)
+
+    def send(self, raw: bytes, request: Request, intended: float) -> None:
+        self.parts.clear()
+        super().send(raw, request, intended)
+
+    def on_body(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def body(self) -> bytes:
+        return b"".join(self.parts)
 
 
-def _count(table: dict[Any, int], key: Any) -> None:
-    table[key] = table.get(key, 0) + 1
+class _Engine:
+    """Connections, sends, answers, errors and timeouts shared by both modes."""
+
+    def __init__(
+        self,
+        target: Target,
+        requests: RequestSource,
+        result: LoadResult,
+        *,
+        timeout: float,
+        check: ResponseCheck | None,
+        series: bool,
+        max_connections: int,
+        max_requests: int | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("the request timeout must be positive")
+        self.target = target
+        self.result = result
+        self.timeout = timeout
+        self.check = check
+        self.max_connections = max_connections
+        self.max_requests = max_requests
+        self.loop = asyncio.get_running_loop()
+        self.protocol = _Connection if check is None else _CheckedConnection
+        if callable(requests):
+            self.source: Callable[[int], Request] | None = requests
+            self.templates: list[Request] = []
+            self.encoded: list[bytes] = []
+        else:
+            if not requests:
+                raise ValueError("at least one request template is needed")
+            self.source = None
+            self.templates = [Request(*template) for template in requests]
+            self.encoded = [encode_request(t, target.authority) for t in self.templates]
+        self.series: list[SecondStats] | None = [] if series else None
+        self.closed_loop = result.mode == "closed"
+        self.start = time.perf_counter()
+        self.counter = 0
+        self.in_flight = 0
+        self.connecting = 0
+        self.connections: set[_Connection] = set()
+        self.idle: list[_Connection] = []
+        self.pending: deque[float] = deque()
+        self.sending = True
+        self.limit_reached = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.sweeper = self.loop.create_task(self._sweep())
+
+    # Connections.
+
+    @property
+    def pool(self) -> int:
+        return len(self.connections) + self.connecting
+
+    def connect(self) -> None:
+        self.connecting += 1
+        task = self.loop.create_task(self._open())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _open(self) -> None:
+        connection: _Connection | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                _, connection = await self.loop.create_connection(
+                    lambda: self.protocol(self), self.target.host, self.target.port
+                )
+        except ConnectionRefusedError:
+            self._count_error("refused")
+        except OSError:  # TimeoutError included
+            self._count_error("connect")
+        finally:
+            self.connecting -= 1
+        if connection is None:
+            if self.closed_loop and self.sending:
+                self.loop.call_later(RECONNECT_DELAY, self._reconnect)
+            return
+        self.connections.add(connection)
+        self.result.connections = max(self.result.connections, len(self.connections))
+        self.give_work(connection)
+
+    def _reconnect(self) -> None:
+        if self.sending:
+            self.connect()
+
+    def lost(self, connection: _Connection, exc: Exception | None) -> None:
+        self.connections.discard(connection)
+        if connection in self.idle:
+            self.idle.remove(connection)
+        failed = False
+        if connection.busy:
+            if exc is None and connection.headers_done and not connection.framed:
+                # No length and no chunking: the close is what ends this body.
+                self.answered(connection, keep_alive=False)
+            else:
+                failed = True
+                self.fail(connection, "reset" if exc is not None else "closed")
+        if not self.closed_loop:
+            self.grow()
+        elif self.sending:
+            if failed:
+                self.loop.call_later(RECONNECT_DELAY, self._reconnect)
+            else:
+                self.connect()
+
+    def grow(self) -> None:
+        """Open loop: connect for waiting requests while under the cap."""
+        while self.connecting < len(self.pending) and self.pool < self.max_connections:
+            self.connect()
+
+    # Requests.
+
+    def give_work(self, connection: _Connection) -> None:
+        if self.closed_loop:
+            if self.sending:
+                self.send(connection, time.perf_counter())
+            else:
+                connection.close()
+        elif self.pending:
+            self.send(connection, self.pending.popleft())
+        else:
+            self.idle.append(connection)
+
+    def send(self, connection: _Connection, intended: float) -> None:
+        index = self.counter
+        self.counter += 1
+        if self.source is not None:
+            request = self.source(index)
+            raw = encode_request(request, self.target.authority)
+        else:
+            position = index % len(self.encoded)
+            request, raw = self.templates[position], self.encoded[position]
+        if self.counter == self.max_requests:
+            self.sending = False
+            self.limit_reached.set()
+        self.in_flight += 1
+        self.result.sent += 1
+        if self.series is not None:
+            self._second(intended).sent += 1
+        connection.send(raw, request, intended)
+
+    def answered(self, connection: _Connection, keep_alive: bool) -> None:
+        latency = time.perf_counter() - connection.intended
+        connection.busy = False
+        status = connection.parser.get_status_code()
+        result = self.result
+        result.latency.record(latency)
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+        if self.series is not None:
+            second = self._second(connection.intended)
+            second.completed += 1
+            second.latency.record(latency)
+        if self.check is not None and not self._passes(connection, status):
+            self._count_error("invalid", connection.intended)
+        self._done()
+        if keep_alive:
+            self.give_work(connection)
+        else:
+            connection.close()
+
+    def _passes(self, connection: _Connection, status: int) -> bool:
+        assert self.check is not None
+        assert connection.request is not None
+        try:
+            return self.check(connection.request, status, connection.body())
+        except Exception:
+            # A check that cannot even read the answer has refused it.
+            return False
+
+    def fail(self, connection: _Connection, kind: str) -> None:
+        if connection.busy:
+            connection.busy = False
+            self._count_error(kind, connection.intended)
+            self._done()
+        connection.abort()
+
+    def _count_error(self, kind: str, intended: float | None = None) -> None:
+        self.result.errors[kind] = self.result.errors.get(kind, 0) + 1
+        if self.series is not None:
+            self._second(time.perf_counter() if intended is None else intended).errors += 1
+
+    def _done(self) -> None:
+        self.in_flight -= 1
+        if not self.sending and not self.in_flight and not self.pending:
+            self.drained.set()
+
+    def _second(self, moment: float) -> SecondStats:
+        assert self.series is not None
+        # The epsilon keeps a send scheduled on a second's boundary from rounding into the
+        # second before it.
+        second = max(0, int(moment - self.start + 1e-9))
+        while len(self.series) <= second:
+            self.series.append(SecondStats(len(self.series)))
+        return self.series[second]
+
+    # Timeouts and the end of a run.
+
+    async def _sweep(self) -> None:
+        """Times out late answers and requests left waiting for a connection."""
+        period = min(0.05, self.timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            expired = time.perf_counter() - self.timeout
+            for connection in [c for c in self.connections if c.busy and c.intended < expired]:
+                self.fail(connection, "timeout")
+            while self.pending and self.pending[0] < expired:
+                self._count_error("timeout", self.pending.popleft())
+            if not self.sending and not self.in_flight and not self.pending:
+                self.drained.set()
+
+    async def finish(self) -> None:
+        """Stops sending, waits for the answers still due (each bounded by the timeout),
+        then closes every connection."""
+        self.sending = False
+        if not self.in_flight and not self.pending:
+            self.drained.set()
+        try:
+            async with asyncio.timeout(self.timeout + 1.0):
+                await self.drained.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self.sweeper.cancel()
+            for task in list(self.tasks):
+                task.cancel()
+            for connection in list(self.connections):
+                connection.abort()
+            self.result.series = self.series
 
 
 async def run_closed_loop(
     target: Target,
-    requests: Sequence[bytes],
+    requests: RequestSource,
     *,
-    connections: int,
-    duration: float,
+    connections: int = 64,
+    duration: float = 5.0,
+    max_requests: int | None = None,
     request_timeout: float = 5.0,
+    check: ResponseCheck | None = None,
+    series: bool = False,
 ) -> LoadResult:
-    result = LoadResult(mode="closed", duration=duration)
-    stop_at = time.perf_counter() + duration
-
-    async def worker(offset: int) -> None:
-        index = offset
-        connection: _Connection | None = None
-        while time.perf_counter() < stop_at:
-            try:
-                if connection is None or connection.closed:
-                    connection = await _connect(target)
-                raw = requests[index % len(requests)]
-                index += connections
-                started = time.perf_counter()
-                result.sent += 1
-                status = await asyncio.wait_for(connection.send(raw), request_timeout)
-                result.latencies.append(time.perf_counter() - started)
-                _count(result.statuses, status)
-            except (TimeoutError, OSError, httptools.HttpParserError) as exc:
-                _count(result.errors, type(exc).__name__)
-                if connection is not None:
-                    connection.close()
-                connection = None
-                await asyncio.sleep(0.001)
-        if connection is not None:
-            connection.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(i) for i in range(connections)))
-    result.duration = time.perf_counter() - started
+    """`connections` connections each sending back to back for `duration` seconds (and no
+    more than `max_requests` requests in all, if given)."""
+    if connections < 1 or duration <= 0:
+        raise ValueError("a closed loop needs at least one connection and a duration")
+    result = LoadResult(mode="closed")
+    engine = _Engine(
+        target,
+        requests,
+        result,
+        timeout=request_timeout,
+        check=check,
+        series=series,
+        max_connections=connections,
+        max_requests=max_requests,
+    )
+    try:
+        for _ in range(connections):
+            engine.connect()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(engine.limit_reached.wait(), duration)
+    finally:
+        await engine.finish()
+    result.duration = time.perf_counter() - engine.start
     return result
 
 
 async def run_open_loop(
     target: Target,
-    requests: Sequence[bytes],
+    requests: RequestSource,
     *,
-    rate: float,
-    duration: float,
+    rate: float | Sequence[Step],
+    duration: float | None = None,
     max_connections: int = 512,
+    initial_connections: int = 8,
     request_timeout: float = 5.0,
-    warm_connections: int = 16,
+    late_threshold: float = 0.001,
+    check: ResponseCheck | None = None,
+    series: bool = False,
 ) -> LoadResult:
-    """Send `rate` requests per second for `duration` seconds on schedule."""
-    result = LoadResult(mode="open", duration=duration, offered_rate=rate)
-    loop = asyncio.get_running_loop()
-    idle: list[_Connection] = [await _connect(target) for _ in range(warm_connections)]
-    freed = asyncio.Event()
-    total = 0
-    in_flight: set[asyncio.Task[None]] = set()
+    """Requests at `rate` per second for `duration` seconds, or along a list of steps.
 
-    async def one(raw: bytes, intended: float, connection: _Connection) -> None:
-        try:
-            status = await asyncio.wait_for(connection.send(raw), request_timeout)
-            result.latencies.append(time.perf_counter() - intended)
-            _count(result.statuses, status)
-            idle.append(connection)
-            freed.set()
-        except (TimeoutError, OSError, httptools.HttpParserError) as exc:
-            _count(result.errors, type(exc).__name__)
-            connection.close()
+    A send later than `late_threshold` counts in `late_sends`; a request that must wait
+    because `max_connections` are all busy counts in `cap_waits`. Requests that never get
+    a connection end as timeouts.
+    """
+    if isinstance(rate, int | float):
+        if duration is None:
+            raise ValueError("a fixed rate needs a duration")
+        steps: Sequence[Step] = [Step(float(rate), duration)]
+    else:
+        steps = rate
+    if not steps or max_connections < 1:
+        raise ValueError("an open loop needs at least one step and one connection")
+    length = sum(step.duration for step in steps)
+    result = LoadResult(mode="open", offered_rate=sum(s.requests for s in steps) / length)
+    engine = _Engine(
+        target,
+        requests,
+        result,
+        timeout=request_timeout,
+        check=check,
+        series=series,
+        max_connections=max_connections,
+    )
+    try:
+        for _ in range(min(initial_connections, max_connections)):
+            engine.connect()
+        await asyncio.gather(*engine.tasks)
+        # Series seconds count from the first scheduled send.
+        start = engine.start = time.perf_counter() + 0.001
+        await _send_on_schedule(engine, start, steps, late_threshold)
+    finally:
+        await engine.finish()
+    result.duration = max(length, time.perf_counter() - engine.start)
+    return result
 
-    interval = 1.0 / rate
-    count = int(rate * duration)
-    start = time.perf_counter() + 0.01
-    for index in range(count):
-        intended = start + index * interval
-        delay = intended - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif delay < -0.001:
-            result.schedule_slips += 1
-        if idle:
-            connection = idle.pop()
-        elif total + len(idle) < max_connections:
-            try:
-                connection = await _connect(target)
-            except OSError as exc:
-                _count(result.errors, type(exc).__name__)
+
+async def _send_on_schedule(
+    engine: _Engine, start: float, steps: Sequence[Step], late_threshold: float
+) -> None:
+    result = engine.result
+    lateness = result.send_lateness
+    clock = time.perf_counter
+    step_start = start
+    burst = 0
+    for step in steps:
+        for offset in step.offsets():
+            intended = step_start + offset
+            now = clock()
+            if now < intended:
+                burst = 0
+                if intended - now > SPIN_WINDOW:
+                    await asyncio.sleep(intended - now - SPIN_WINDOW)
+                # Spinning on the loop keeps answers flowing while it waits (see SPIN_WINDOW).
+                while clock() < intended:  # noqa: ASYNC110
+                    await asyncio.sleep(0)
+                now = clock()
+            else:
+                burst += 1
+                if burst >= BURST:
+                    burst = 0
+                    await asyncio.sleep(0)
+                    now = clock()
+            late = now - intended
+            lateness.record(late)
+            if late > late_threshold:
+                result.late_sends += 1
+            if engine.idle:
+                engine.send(engine.idle.pop(), intended)
                 continue
-            total += 1
-        else:
-            result.schedule_slips += 1
-            while not idle:
-                freed.clear()
-                await freed.wait()
-            connection = idle.pop()
-        result.sent += 1
-        task = loop.create_task(one(requests[index % len(requests)], intended, connection))
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-    if in_flight:
-        await asyncio.gather(*in_flight)
-    result.duration = time.perf_counter() - start
-    for connection in idle:
-        connection.close()
-    return result
+            engine.pending.append(intended)
+            engine.grow()
+            if engine.connecting < len(engine.pending):
+                result.cap_waits += 1
+        step_start += step.duration
 
 
-def run(coroutine: Any) -> LoadResult:
-    """Run a load coroutine on uvloop."""
-    result: LoadResult = uvloop.run(coroutine)
-    return result
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs a load coroutine to completion, on uvloop when it is installed."""
+    try:
+        import uvloop  # optional: not built on every platform
+    except ImportError:
+        return asyncio.run(coroutine)
+    outcome: T = uvloop.run(coroutine)
+    return outcome

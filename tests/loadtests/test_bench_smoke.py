@@ -1,0 +1,55 @@
+"""The benchmark harness end to end, briefly: a real server, real load, a result file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from loadtests import bench
+
+
+def test_quick_benchmark_of_the_ceiling(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    affinity = os.sched_getaffinity(0)
+    assert bench.main(["--quick", "--servers", "ceiling", "--out", str(out)]) == 0
+    # The harness pins itself to the load generator's CPU only while it runs.
+    assert os.sched_getaffinity(0) == affinity
+    report = orjson.loads(out.read_bytes())
+    assert report.keys() == {"machine", "settings", "results", "ratios"}
+    assert report["settings"]["quick"] is True
+    [result] = report["results"]
+    assert result["server"] == "ceiling"
+    assert result["saturation_rps"] > 0
+    assert len(result["saturation_runs_rps"]) == 1
+    assert result["saturation_statuses"].keys() == {"200"}
+    assert result["saturation_errors"] == {}
+    half = result["half_load"]
+    assert half["mode"] == "open"
+    assert half["offered_rate"] > 0
+    assert half["statuses"] == {"200": half["completed"]}
+    assert half["completed"] > 0
+    assert {"p50", "p90", "p99", "p99.9", "max", "mean", "count"} <= half["latency_ms"].keys()
+    assert half["latency_ms"]["p50"] > 0
+    # One server: no ratio to report.
+    assert report["ratios"] == {}
+
+
+def test_unknown_servers_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--servers", "nginx", "--out", str(tmp_path / "x.json")])
+    assert exit_.value.code == 2
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_quick_benchmark_of_the_bidder_against_the_ceiling(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--servers", "ceiling,bidder", "--out", str(out)]) == 0
+    report = orjson.loads(out.read_bytes())
+    results = {r["server"]: r for r in report["results"]}
+    assert results["bidder"]["saturation_rps"] > 0
+    assert set(results["bidder"]["saturation_statuses"]) <= {"200", "204"}
+    assert results["bidder"]["saturation_errors"] == {}
+    assert report["ratios"]["bidder/ceiling"] > 0
