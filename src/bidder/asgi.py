@@ -12,6 +12,38 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 
+class BodyTooLarge(Exception):
+    """The request body is longer than the reader's limit; the rest was not read."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None when the client disconnected first.
+
+    Raises `BodyTooLarge` as soon as more than `limit` bytes have arrived, so an oversized
+    body never sits in memory whole.
+    """
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):  # the usual case: one message
+        if len(body) > limit:
+            raise BodyTooLarge
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
     """Send a whole response; `content-length` is set, except on a 204 which has no body."""
     if status != 204:

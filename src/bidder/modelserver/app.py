@@ -19,7 +19,7 @@ from typing import Final
 
 import orjson
 
-from bidder.asgi import Receive, Scope, Send, respond, serve_lifespan
+from bidder.asgi import BodyTooLarge, Receive, Scope, Send, read_body, respond, serve_lifespan
 from bidder.errors import ScoringError
 from bidder.scoring import EmbeddedScorer
 from bidder.scoring.payloads import (
@@ -97,11 +97,14 @@ class ModelServerApp:
                 f"accept {accept!r} is not supported (text/csv, application/json)",
             )
             return
-        body = await self._read(receive)
-        if body is None:
+        try:
+            body = await read_body(receive, self.max_payload_bytes)
+        except BodyTooLarge:
             await _error(
                 send, 413, "ValidationError", f"payload larger than {self.max_payload_bytes} bytes"
             )
+            return
+        if body is None:  # the client went away
             return
         try:
             rows = decode_rows(body, content_type, self.scorer.num_features)
@@ -116,22 +119,6 @@ class ModelServerApp:
         await _send(
             send, 200, encode_scores(scores.tolist(), accept), accept.encode(), self.variant
         )
-
-    async def _read(self, receive: Receive) -> bytes | None:
-        chunks = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return b""
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_payload_bytes:
-                return None
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return b"".join(chunks)
 
 
 def _is_runtime_api_path(path: str) -> bool:

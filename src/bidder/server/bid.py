@@ -17,7 +17,7 @@ from typing import Final
 
 import orjson
 
-from bidder.asgi import Receive, Scope, Send, respond
+from bidder.asgi import BodyTooLarge, Receive, Scope, Send, read_body, respond
 from bidder.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -65,7 +65,12 @@ class BidEndpoint:
         version = self.default_version
         try:
             version, gzipped = self._check_headers(scope["headers"])
-            body = await self._read_body(receive, scope)
+            try:
+                body = await read_body(receive, self.max_body)
+            except BodyTooLarge:
+                raise PayloadTooLarge(
+                    f"body: larger than the limit of {self.max_body} bytes"
+                ) from None
             if body is None:
                 return  # the client went away
             if gzipped:
@@ -107,28 +112,6 @@ class BidEndpoint:
                 f"content-encoding: {encoding.decode('latin-1')!r} is not supported (gzip is)"
             )
         return version, encoding == b"gzip"
-
-    async def _read_body(self, receive: Receive, scope: Scope) -> bytes | None:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > self.max_body:
-                raise PayloadTooLarge(f"body: larger than the limit of {self.max_body} bytes")
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body", False):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise PayloadTooLarge(f"body: larger than the limit of {self.max_body} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _gunzip(self, body: bytes) -> bytes:
         decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
