@@ -235,3 +235,22 @@ def test_control_plane(client: httpx.Client) -> None:
     assert "bidder_request_duration_seconds_count 1.0" in text
     assert "bidder_model_score_count 1.0" in text
     assert 'bidder_model_info{feature_spec="ipinyou-seed@1",scorer="embedded"' in text
+
+
+def test_an_internal_failure_is_a_no_bid_never_a_5xx(
+    live_server: Callable[[Settings], LiveServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = live_server(seed_settings())
+    runtime = server.app.state.runtime
+    assert runtime is not None
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug in the decision")
+
+    monkeypatch.setattr(runtime.policy, "decide", broken)
+    with httpx.Client(base_url=server.url) as client:
+        response = post(client, banner_request())
+        assert response.status_code == 204
+        assert response.headers["x-openrtb-version"] == "2.6"
+        assert metric(client, 'bidder_requests_total{outcome="error"}') == 1
+        assert metric(client, 'bidder_no_bids_total{reason="internal_error"}') == 1

@@ -68,9 +68,7 @@ class BidEndpoint:
             try:
                 body = await read_body(receive, self.max_body)
             except BodyTooLarge:
-                raise PayloadTooLarge(
-                    f"body: larger than the limit of {self.max_body} bytes"
-                ) from None
+                raise self._too_large() from None
             if body is None:
                 return  # the client went away
             if gzipped:
@@ -99,7 +97,7 @@ class BidEndpoint:
                 if not value.isdigit():
                     raise InvalidRequest("content-length: not a number")
                 if int(value) > self.max_body:
-                    raise PayloadTooLarge(f"body: larger than the limit of {self.max_body} bytes")
+                    raise self._too_large()
         if content_type is None:
             raise UnsupportedMediaType("content-type: missing, expected application/json")
         media_type = content_type.split(b";", 1)[0].strip().lower()
@@ -112,6 +110,9 @@ class BidEndpoint:
                 f"content-encoding: {encoding.decode('latin-1')!r} is not supported (gzip is)"
             )
         return version, encoding == b"gzip"
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"body: larger than the limit of {self.max_body} bytes")
 
     def _gunzip(self, body: bytes) -> bytes:
         decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
@@ -170,9 +171,7 @@ class BidEndpoint:
         except Exception:
             if self.throttle.allow("internal_error"):
                 logger.exception("bid path failed; answering no-bid")
-            metrics.outcome["error"].inc()
-            metrics.no_bid_reason["internal_error"].inc()
-            await respond(send, 204, b"", [(VERSION_HEADER, version)])
+            await self._no_bid(send, version, "internal_error", outcome="error")
             return
         observe_score = metrics.score.observe
         for decision in decisions:
@@ -184,8 +183,10 @@ class BidEndpoint:
         metrics.outcome["bid"].inc()
         await respond(send, 200, encode_bid_response(response), [_JSON, (VERSION_HEADER, version)])
 
-    async def _no_bid(self, send: Send, version: bytes, reason: str) -> None:
-        self.metrics.outcome["no_bid"].inc()
+    async def _no_bid(
+        self, send: Send, version: bytes, reason: str, outcome: str = "no_bid"
+    ) -> None:
+        self.metrics.outcome[outcome].inc()
         self.metrics.no_bid_reason[reason].inc()
         await respond(send, 204, b"", [(VERSION_HEADER, version)])
 
