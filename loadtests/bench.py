@@ -20,119 +20,128 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
-import os
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httptools
-import orjson
 
-from bidder.traffic.histogram import Histogram
-from bidder.traffic.loadgen import (
-    LoadResult,
-    Request,
-    Target,
-    run,
-    run_closed_loop,
-    run_open_loop,
+from bidder.traffic.loadgen import LoadResult, Request, Target, run, run_open_loop
+from loadtests.harness import (
+    BIDDER,
+    HOST,
+    MODEL_SERVER,
+    QUIET_BIDDER,
+    SEED,
+    Server,
+    ServerFailed,
+    bid_requests,
+    bidder_command,
+    free_port,
+    load_generator_pinned,
+    machine,
+    merged,
+    saturate,
+    started,
+    write_report,
 )
-from bidder.traffic.synthetic import generate_bid_requests
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "loadtests" / "results"
-SERVER_CPU = 0
-LOADGEN_CPU = 1
-HOST = "127.0.0.1"
-BID_PATH = "/openrtb2/bid"
-BID_HEADERS = {"content-type": "application/json", "x-openrtb-version": "2.6"}
-SEED = 2026
 SWEEP_FRACTIONS = (0.1, 0.25, 0.5, 0.7, 0.85, 1.0)
 QUICK_SWEEP_FRACTIONS = (0.25, 0.5, 1.0)
-STARTUP_TIMEOUT = 90.0
 DEFAULT_SERVERS = "loadgen-ceiling,ceiling,fastapi-embedded,bidder"
 # Older result files and docs call the FastAPI baseline `baseline`.
 ALIASES = {"baseline": "fastapi-embedded"}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Saturation of `server` over that of `reference`, and the least it should be."""
+
+    server: str
+    reference: str
+    target: float | None = None
+
+
 RATIOS = {
-    "bidder/fastapi-embedded": ("bidder", "fastapi-embedded"),
-    "bidder/ceiling": ("bidder", "ceiling"),
-    "bidder-sagemaker/fastapi-embedded": ("bidder-sagemaker", "fastapi-embedded"),
-    "ceiling/loadgen-ceiling": ("ceiling", "loadgen-ceiling"),
+    "bidder/fastapi-embedded": Ratio("bidder", "fastapi-embedded", 5.0),
+    "bidder/ceiling": Ratio("bidder", "ceiling", 0.60),
+    "bidder-sagemaker/fastapi-embedded": Ratio("bidder-sagemaker", "fastapi-embedded"),
+    "bidder-sagemaker/fastapi-sagemaker": Ratio("bidder-sagemaker", "fastapi-sagemaker", 8.0),
+    "bidder-recording/bidder": Ratio("bidder-recording", "bidder", 0.90),
+    "bidder-emf/bidder": Ratio("bidder-emf", "bidder", 0.98),
+    "ceiling/loadgen-ceiling": Ratio("ceiling", "loadgen-ceiling"),
 }
+# Most p99 latency at half saturation, in milliseconds.
+P99_TARGETS_MS = {"bidder": 5.0, "bidder-sagemaker": 10.0}
 
 UVICORN = (
     *(sys.executable, "-m", "uvicorn", "--host", HOST, "--http", "httptools"),
     *("--loop", "uvloop", "--workers", "1", "--no-access-log", "--log-level", "warning"),
 )
-
-
-@dataclass(frozen=True)
-class Server:
-    """How to start one server on a port and tell when it is ready."""
-
-    command: Callable[[int], list[str]]
-    ready_path: str = "/"
-    # The bidder says 503 until its model is loaded; a baseline's any answer means ready.
-    ready_status: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    # Another server it calls, started first on its own port.
-    companion: Server | None = None
-    companion_env: Callable[[int], dict[str, str]] | None = None
+# The fake credentials and region botocore needs to sign calls to the local model server.
+LOCAL_AWS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def _uvicorn(app: str) -> Callable[[int], list[str]]:
     return lambda port: [*UVICORN, app, "--port", str(port)]
 
 
-def _bidder(port: int) -> list[str]:
-    return [sys.executable, "-m", "bidder", "serve", "--port", str(port)]
+def _recording_dir(stack: contextlib.ExitStack) -> dict[str, str]:
+    return {
+        "BIDDER_RECORD_DIR": stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rec-"))
+    }
 
 
-QUIET_BIDDER = {"BIDDER_LOG_LEVEL": "warning"}
-MODEL_SERVER = Server(
-    lambda port: [
-        *(sys.executable, "-m", "bidder", "model-server"),
-        *("--host", HOST, "--port", str(port)),
-    ],
-    ready_path="/ping",
-    ready_status=200,
-    env=QUIET_BIDDER,
-)
 SERVERS: dict[str, Server] = {
     "loadgen-ceiling": Server(
         lambda port: [sys.executable, "-m", "loadtests.bench", "--serve-fixed", str(port)]
     ),
     "ceiling": Server(_uvicorn("loadtests.baselines.ceiling:app")),
     "fastapi-embedded": Server(_uvicorn("loadtests.baselines.fastapi_embedded:app")),
-    "bidder": Server(_bidder, "/readyz", 200, QUIET_BIDDER),
+    "fastapi-sagemaker": Server(
+        _uvicorn("loadtests.baselines.fastapi_sagemaker:app"),
+        env=LOCAL_AWS,
+        companion=MODEL_SERVER,
+        companion_env=lambda port: {"BASELINE_ENDPOINT_URL": f"http://{HOST}:{port}"},
+    ),
+    "bidder": BIDDER,
     "bidder-sagemaker": Server(
-        _bidder,
+        bidder_command,
         "/readyz",
         200,
         {
             **QUIET_BIDDER,
+            **LOCAL_AWS,
             "BIDDER_SCORER": "sagemaker",
             "BIDDER_SAGEMAKER_ENDPOINT_NAME": "bench",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
         },
         companion=MODEL_SERVER,
         companion_env=lambda port: {"BIDDER_SAGEMAKER_ENDPOINT_URL": f"http://{HOST}:{port}"},
     ),
+    # Every request recorded, to a directory that lives as long as the server.
+    "bidder-recording": Server(
+        bidder_command,
+        "/readyz",
+        200,
+        {**QUIET_BIDDER, "BIDDER_RECORD_SAMPLE_RATE": "1"},
+        scoped_env=_recording_dir,
+    ),
+    # CloudWatch embedded metric format on stdout every second, stdout discarded.
+    "bidder-emf": Server(
+        bidder_command,
+        "/readyz",
+        200,
+        {**QUIET_BIDDER, "BIDDER_EMF_SINK": "stdout", "BIDDER_EMF_INTERVAL_SECONDS": "1"},
+        discard_stdout=True,
+    ),
 }
-
-
-class ServerFailed(RuntimeError):
-    pass
 
 
 # --- the load generator's own ceiling ---
@@ -167,80 +176,6 @@ def serve_fixed(port: int) -> None:
     run(serve())
 
 
-# --- starting servers ---
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def can_pin() -> bool:
-    allowed = os.sched_getaffinity(0)
-    return {SERVER_CPU, LOADGEN_CPU} <= allowed
-
-
-def _pinned_to(cpu: int) -> Callable[[], None]:
-    return lambda: os.sched_setaffinity(0, {cpu})
-
-
-@contextlib.contextmanager
-def started(name: str, server: Server, port: int, *, pin: bool) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        env = {**os.environ, **server.env}
-        if server.companion is not None:
-            assert server.companion_env is not None
-            companion_port = free_port()
-            stack.enter_context(
-                started(f"{name} companion", server.companion, companion_port, pin=pin)
-            )
-            env |= server.companion_env(companion_port)
-        log = stack.enter_context(tempfile.TemporaryFile())
-        process = subprocess.Popen(
-            server.command(port),
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_pinned_to(SERVER_CPU) if pin else None,
-        )
-        try:
-            _wait_until_ready(name, server, port, process, log)
-            yield
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_ready(
-    name: str, server: Server, port: int, process: subprocess.Popen[bytes], log: Any
-) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            output = log.read().decode(errors="replace")[-3000:]
-            raise ServerFailed(f"{name} exited with {process.returncode}:\n{output}")
-        connection = http.client.HTTPConnection(HOST, port, timeout=2)
-        try:
-            connection.request("GET", server.ready_path)
-            status = connection.getresponse().status
-            if server.ready_status is None or status == server.ready_status:
-                return
-        except OSError:
-            pass
-        finally:
-            connection.close()
-        time.sleep(0.1)
-    raise ServerFailed(f"{name} was not ready within {STARTUP_TIMEOUT:.0f} s")
-
-
 # --- measuring ---
 
 
@@ -255,32 +190,22 @@ class Plan:
 
 def measure(name: str, port: int, requests: list[Request], plan: Plan) -> dict[str, Any]:
     target = Target(HOST, port)
-    run(run_closed_loop(target, requests, connections=plan.connections, duration=plan.warmup))
-    saturations = [
-        run(run_closed_loop(target, requests, connections=plan.connections, duration=plan.duration))
-        for _ in range(plan.repeats)
-    ]
-    rates = [result.achieved_rate for result in saturations]
-    saturation = statistics.median(rates)
-    latency = Histogram()
-    for result in saturations:
-        latency.merge(result.latency)
-    entry: dict[str, Any] = {
-        "server": name,
-        "saturation_rps": round(saturation, 1),
-        "saturation_runs_rps": [round(rate, 1) for rate in rates],
-        "saturation_statuses": _merged(r.to_dict()["statuses"] for r in saturations),
-        "saturation_errors": _merged(r.errors for r in saturations),
-        "saturation_latency_ms": latency.to_dict(),
-        "half_load": None,
-    }
-    if saturation <= 0:
+    saturation = saturate(
+        target,
+        requests,
+        connections=plan.connections,
+        duration=plan.duration,
+        repeats=plan.repeats,
+        warmup=plan.warmup,
+    )
+    entry: dict[str, Any] = {"server": name, **saturation.to_dict(), "half_load": None}
+    if saturation.rate <= 0:
         return entry
-    entry["half_load"] = _open(target, requests, saturation / 2, plan.duration).to_dict()
+    entry["half_load"] = _open(target, requests, saturation.rate / 2, plan.duration).to_dict()
     if plan.sweep:
         sweep_duration = max(1.0, plan.duration)
         entry["sweep"] = [
-            _open(target, requests, saturation * fraction, sweep_duration).to_dict()
+            _open(target, requests, saturation.rate * fraction, sweep_duration).to_dict()
             | {"fraction": fraction}
             for fraction in plan.sweep
         ]
@@ -291,27 +216,12 @@ def _open(target: Target, requests: list[Request], rate: float, duration: float)
     return run(run_open_loop(target, requests, rate=rate, duration=duration))
 
 
-def _merged(tables: Iterable[Mapping[Any, int]]) -> dict[str, int]:
-    merged: dict[str, int] = {}
-    for table in tables:
-        for key, count in table.items():
-            merged[str(key)] = merged.get(str(key), 0) + count
-    return dict(sorted(merged.items()))
-
-
-def bid_requests(count: int) -> list[Request]:
-    return [
-        Request("POST", BID_PATH, BID_HEADERS, orjson.dumps(request))
-        for request in generate_bid_requests(count, seed=SEED)
-    ]
-
-
 def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
     rate = {r["server"]: r.get("saturation_rps", 0.0) for r in results}
     return {
-        label: round(rate[a] / rate[b], 3)
-        for label, (a, b) in RATIOS.items()
-        if rate.get(a) and rate.get(b)
+        label: round(rate[ratio.server] / rate[ratio.reference], 3)
+        for label, ratio in RATIOS.items()
+        if rate.get(ratio.server) and rate.get(ratio.reference)
     }
 
 
@@ -329,7 +239,7 @@ def markdown(results: list[dict[str, Any]], ratio_table: dict[str, float]) -> st
             lines.append(f"| {r['server']} | failed: {r['error'].splitlines()[0]} |||||||")
             continue
         half = (r["half_load"] or {}).get("latency_ms", {})
-        errors = _merged([r["saturation_errors"], (r["half_load"] or {}).get("errors", {})])
+        errors = merged([r["saturation_errors"], (r["half_load"] or {}).get("errors", {})])
         lines.append(
             f"| {r['server']} | {r['saturation_rps']:,.0f} | "
             f"{' / '.join(f'{rate:,.0f}' for rate in r['saturation_runs_rps'])} | "
@@ -337,8 +247,23 @@ def markdown(results: list[dict[str, Any]], ratio_table: dict[str, float]) -> st
             f"{r['saturation_statuses']} | {errors or '-'} |"
         )
     lines.append("")
-    lines.extend(f"- {label}: **{value:.2f}×**" for label, value in ratio_table.items())
+    for label, value in ratio_table.items():
+        target = RATIOS[label].target
+        verdict = "" if target is None else f" (target ≥ {target:g}×: {_verdict(value >= target)})"
+        lines.append(f"- {label}: **{value:.2f}×**{verdict}")
+    for r in results:
+        p99 = ((r.get("half_load") or {}).get("latency_ms") or {}).get("p99")
+        limit = P99_TARGETS_MS.get(r["server"])
+        if limit is not None and p99 is not None:
+            lines.append(
+                f"- {r['server']} p99 at half saturation: **{p99:.2f} ms** "
+                f"(target ≤ {limit:g} ms: {_verdict(p99 <= limit)})"
+            )
     return "\n".join(lines)
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "missed"
 
 
 def _ms(value: float | None) -> str:
@@ -433,12 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep=() if args.plot is None else QUICK_SWEEP_FRACTIONS if args.quick else SWEEP_FRACTIONS,
     )
     requests = bid_requests(args.requests)
-    affinity = os.sched_getaffinity(0)
-    pin = can_pin()
-    if pin:
-        _pinned_to(LOADGEN_CPU)()
     results: list[dict[str, Any]] = []
-    try:
+    with load_generator_pinned() as pin:
         for name in names:
             port = free_port()
             try:
@@ -449,16 +370,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {exc}", file=sys.stderr)
                 continue
             print(f"{name:18s} {results[-1]['saturation_rps']:>10,.0f} req/s", file=sys.stderr)
-    finally:
-        os.sched_setaffinity(0, affinity)
     ratio_table = ratios([r for r in results if "error" not in r])
     report = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "pinned": pin,
-            "python": sys.version.split()[0],
-            "platform": sys.platform,
-        },
+        "machine": machine(pin),
         "settings": {
             "duration_s": plan.duration,
             "repeats": plan.repeats,
@@ -471,9 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "ratios": ratio_table,
     }
-    out = args.out or RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    out = write_report(report, args.out, "bench")
     print(markdown(results, ratio_table))
     print(f"\nwritten to {out}")
     if args.plot is not None:
