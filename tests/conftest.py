@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from bidder.server import BidderApp
+from bidder.server.protocol import BidderHttpProtocol
 from bidder.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,8 @@ def free_port() -> int:
 class LiveServer:
     """A real uvicorn server on a loopback port, running in a thread with its own loop."""
 
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, port: int, http: Any = BidderHttpProtocol) -> None:
+        """`http` is uvicorn's protocol: by default the one `bidder serve` runs."""
         self.app = app
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -54,7 +56,7 @@ class LiveServer:
             app,
             host="127.0.0.1",
             port=port,
-            http="httptools",
+            http=http,
             loop="asyncio",
             access_log=False,
             log_config=None,

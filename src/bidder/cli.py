@@ -128,7 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        http="httptools",
+        http="bidder.server.protocol:BidderHttpProtocol",
         loop="uvloop",
         access_log=False,
         log_config=None,

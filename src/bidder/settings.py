@@ -112,9 +112,20 @@ class Settings(BaseSettings):
         0.5, ge=0.0, le=10_000.0, description="Least remaining budget worth a model call."
     )
 
+    # --- admission control ---
+    admission_max_queue_ms: float = Field(
+        20.0,
+        gt=0.0,
+        le=10_000.0,
+        description="Longest expected wait of an admitted request; past it, requests are shed.",
+    )
+    admission_min_concurrency: int = Field(
+        64, ge=1, le=100_000, description="Requests in flight below which none is shed."
+    )
+
     # --- micro-batching ---
     batch_max_rows: int = Field(
-        64, ge=1, le=4096, description="Most rows per model call; 1 turns batching off."
+        64, ge=1, le=4096, description="Most rows per model call; 1 scores each request alone."
     )
     batch_max_wait_ms: float = Field(
         2.0, ge=0.0, le=1000.0, description="Longest wait of queued rows while calls are out."

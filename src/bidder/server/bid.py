@@ -26,6 +26,8 @@ from bidder.errors import (
     UnsupportedMediaType,
 )
 from bidder.openrtb import SUPPORTED_VERSIONS, decode_bid_request, encode_bid_response
+from bidder.scoring.batcher import DeadlineExceeded
+from bidder.server.admission import AdmissionControl
 from bidder.server.deadline import DeadlinePolicy, ModelTimeEstimate
 from bidder.server.state import AppState
 from bidder.settings import Settings
@@ -55,6 +57,10 @@ class BidEndpoint:
             default=settings.deadline_default_ms / 1000,
         )
         self.model_time = ModelTimeEstimate(floor=settings.deadline_min_model_ms / 1000)
+        self.admission = AdmissionControl(
+            max_queue_delay=settings.admission_max_queue_ms / 1000,
+            min_concurrency=settings.admission_min_concurrency,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -62,6 +68,28 @@ class BidEndpoint:
         if scope["method"] != "POST":
             await respond(send, 405, b'{"error": "use POST"}', [_JSON, (b"allow", b"POST")])
             return
+        admission = self.admission
+        if admission.overloaded():
+            # Served by a server without `BidderHttpProtocol`, which sheds before ASGI.
+            await respond(send, 204, b"", [(VERSION_HEADER, self.default_version)])
+            self.shed(time.perf_counter() - started)
+            return
+        admission.started()
+        try:
+            await self._answer(scope, receive, send, started, arrival)
+        finally:
+            admission.finished()
+
+    def shed(self, elapsed: float) -> None:
+        """Count a request answered with a no-bid because the bidder is overloaded."""
+        metrics = self.metrics
+        metrics.outcome["no_bid"].inc()
+        metrics.no_bid_reason["overload"].inc()
+        metrics.request_time.observe(elapsed)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, started: float, arrival: float
+    ) -> None:
         version = self.default_version
         try:
             version, gzipped = self._check_headers(scope["headers"])
@@ -150,10 +178,10 @@ class BidEndpoint:
                 await self._no_bid(send, version, "deadline_skip")
                 return
             try:
-                async with asyncio.timeout(remaining):
-                    scores = await runtime.scorer.score(rows)
-            except TimeoutError:
-                # The outstanding call was cancelled with the await; its rows leave the batch.
+                loop_deadline = asyncio.get_running_loop().time() + remaining
+                scores = await runtime.scorer.score(rows, loop_deadline)
+            except DeadlineExceeded:
+                # Its rows leave a batch not yet sent; a call nobody waits for is cancelled.
                 await self._no_bid(send, version, "deadline")
                 return
             scored = time.perf_counter()

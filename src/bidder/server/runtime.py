@@ -39,7 +39,7 @@ class Runtime:
     settings: Settings
     spec: FeatureSpec
     vectorizer: Vectorizer
-    scorer: Scorer
+    scorer: MicroBatcher
     policy: BidPolicy
 
     @classmethod
@@ -68,17 +68,17 @@ class Runtime:
             catalog=CreativeCatalog.load(settings.creatives_path),
             seat=settings.seat,
         )
-        if settings.batch_max_rows > 1:
-            scorer = MicroBatcher(
-                scorer,
-                max_batch_rows=settings.batch_max_rows,
-                max_wait=settings.batch_max_wait_ms / 1000,
-                # In-process scoring holds the event loop anyway: one batch at a time.
-                max_in_flight=1 if settings.scorer == "embedded" else settings.batch_max_in_flight,
-                metrics=metrics,
-            )
-        await scorer.start()
-        return cls(settings, spec, Vectorizer(spec), scorer, policy)
+        # Always a batcher, even of one row per call: it is also where deadlines are kept.
+        batcher = MicroBatcher(
+            scorer,
+            max_batch_rows=settings.batch_max_rows,
+            max_wait=settings.batch_max_wait_ms / 1000,
+            # In-process scoring holds the event loop anyway: one batch at a time.
+            max_in_flight=1 if settings.scorer == "embedded" else settings.batch_max_in_flight,
+            metrics=metrics,
+        )
+        await batcher.start()
+        return cls(settings, spec, Vectorizer(spec), batcher, policy)
 
     async def warm_up(self) -> None:
         """Score the warm-up request end to end; refuse a model that gives no usable score."""

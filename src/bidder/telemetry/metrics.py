@@ -70,6 +70,7 @@ REQUEST_NO_BID_REASONS: Final = (
     "model_error",
     "circuit_open",
     "internal_error",
+    "overload",
 )
 
 

@@ -1,0 +1,205 @@
+"""Admission control: requests beyond what can be answered in time are shed with a no-bid."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from bidder.server import BidderApp
+from bidder.server.admission import AdmissionControl
+from bidder.server.protocol import BidderHttpProtocol
+from tests.conftest import LiveServer, free_port
+from tests.faults import FaultServer, fault_server
+from tests.server.test_bid_endpoint import JSON_HEADERS, banner_request
+from tests.server.test_sagemaker_chain import sagemaker_settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_nothing_is_shed_below_the_minimum_concurrency() -> None:
+    admission = AdmissionControl(max_queue_delay=0.02, min_concurrency=3)
+    for _ in range(3):
+        assert not admission.overloaded()
+        admission.started()
+    assert admission.overloaded()
+    admission.finished()
+    assert not admission.overloaded()
+
+
+def test_the_limit_is_the_peak_completion_rate_times_the_queue_delay() -> None:
+    clock = Clock()
+    admission = AdmissionControl(max_queue_delay=0.02, min_concurrency=4, clock=clock)
+
+    def complete(count: int, every: float) -> None:
+        for _ in range(count):
+            admission.started()
+            clock.now += every
+            admission.finished()
+
+    # Steps that are powers of two keep the clock exact. 32,768 completions/s: 20 ms is
+    # 655 requests in flight. The first check past the 0.1 s window is at 3,296.
+    complete(3296, 2**-15)
+    assert admission.limit == int(32768 * 0.02)
+    # A quieter window (4,096/s) does not drop the limit to the quiet rate: the peak decays.
+    complete(416, 2**-12)
+    assert admission.limit == int(32768 * 0.9 * 0.02)
+
+
+def test_the_limit_never_falls_below_the_minimum() -> None:
+    clock = Clock()
+    admission = AdmissionControl(max_queue_delay=0.001, min_concurrency=50, clock=clock)
+    for _ in range(64):
+        admission.started()
+        clock.now += 1.0
+        admission.finished()
+    assert admission.limit == 50
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def endpoint(seed_model: Path) -> Iterator[FaultServer]:
+    with fault_server(seed_model, free_port()) as server:
+        yield server
+
+
+def _slow_bidder(endpoint: FaultServer, http: Any) -> LiveServer:
+    """A bidder whose model calls take a second, and that admits two requests at a time."""
+    settings = sagemaker_settings(
+        endpoint,
+        sagemaker_timeout_ms=5000,
+        sagemaker_read_timeout_ms=5000,
+        deadline_ceiling_ms=5000,
+        deadline_default_ms=5000,
+        admission_min_concurrency=2,
+        admission_max_queue_ms=0.001,
+        batch_max_rows=1,
+    )
+    return LiveServer(BidderApp(settings), free_port(), http=http)
+
+
+def _overload_count(url: str) -> float:
+    metrics = httpx.get(f"{url}/metrics").text
+    line = next(
+        x for x in metrics.splitlines() if x.startswith('bidder_no_bids_total{reason="overload"}')
+    )
+    return float(line.rsplit(" ", 1)[1])
+
+
+@pytest.mark.parametrize(
+    "http", [BidderHttpProtocol, "httptools"], ids=["in-protocol", "in-asgi-handler"]
+)
+def test_requests_beyond_the_limit_are_shed_and_the_admitted_ones_answered(
+    endpoint: FaultServer, http: Any
+) -> None:
+    body = orjson.dumps(banner_request(tmax=None))
+    with _slow_bidder(endpoint, http) as server:
+        assert httpx.get(f"{server.url}/readyz").status_code == 200
+        endpoint.mode, endpoint.delay = "slow", 1.0
+
+        async def scenario() -> tuple[list[int], list[int]]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+
+                async def post() -> int:
+                    response = await client.post(
+                        "/openrtb2/bid", content=body, headers=JSON_HEADERS
+                    )
+                    return response.status_code
+
+                admitted = [asyncio.create_task(post()) for _ in range(2)]
+                await asyncio.to_thread(_until_endpoint_saw, endpoint, 3)
+                shed = [await post() for _ in range(3)]
+                return [await task for task in admitted], shed
+
+        admitted, shed = asyncio.run(scenario())
+        assert admitted == [200, 200]
+        assert shed == [204, 204, 204]
+        assert _overload_count(server.url) == 3
+        # Once the admitted requests are answered, the next one is bid on again.
+        endpoint.mode = "ok"
+        response = httpx.post(f"{server.url}/openrtb2/bid", content=body, headers=JSON_HEADERS)
+        assert response.status_code == 200
+
+
+def test_a_shed_answer_keeps_or_closes_the_connection_as_the_client_asked(
+    endpoint: FaultServer,
+) -> None:
+    body = orjson.dumps(banner_request(tmax=None))
+    with _slow_bidder(endpoint, BidderHttpProtocol) as server:
+        endpoint.mode, endpoint.delay = "slow", 1.0
+        holders = [_send(server.port, body) for _ in range(2)]
+        _until_endpoint_saw(endpoint, 3)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+            for _ in range(2):  # two sheds on one kept-alive connection
+                connection.sendall(_request(body))
+                assert _read_response(connection).startswith(b"HTTP/1.1 204 ")
+            connection.sendall(_request(body, close=True))
+            answer = _read_response(connection)
+            assert answer.startswith(b"HTTP/1.1 204 ")
+            assert b"connection: close" in answer.lower()
+            assert connection.recv(1) == b"", "the server closed the connection"
+        for holder in holders:
+            assert _read_response(holder).startswith(b"HTTP/1.1 200 ")
+            holder.close()
+
+
+def _until_endpoint_saw(endpoint: FaultServer, requests: int) -> None:
+    """The warm-up's call, then those of the requests admitted (the endpoint holds them)."""
+    deadline = time.monotonic() + 10
+    while endpoint.requests < requests:
+        assert time.monotonic() < deadline, "the endpoint never saw the admitted requests"
+        time.sleep(0.01)
+
+
+def _request(body: bytes, close: bool = False) -> bytes:
+    connection = b"connection: close\r\n" if close else b""
+    return (
+        b"POST /openrtb2/bid HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+        + connection
+        + b"content-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+def _send(port: int, body: bytes) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connection.sendall(_request(body))
+    return connection
+
+
+def _read_response(connection: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        assert chunk, "connection closed before a response"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        rest += connection.recv(65536)
+    return head + b"\r\n\r\n" + rest
