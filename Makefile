@@ -5,8 +5,14 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 SRC := src tests loadtests
+# promtool checks and unit-tests the alerting rules; without one on PATH, `make promtool`
+# takes it out of Debian's prometheus package into this git-ignored directory.
+TOOLS := .tools
+PROMTOOL := $(TOOLS)/bin/promtool
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: install dev run test lint format typecheck bench train-default-model clean
+.PHONY: install dev run test lint format typecheck bench train-default-model clean promtool lock
 
 $(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +41,23 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format $(SRC)
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as a failure.
-test: lint
+test: lint promtool
 	$(BIN)/pytest
+
+promtool:
+	@if command -v promtool >/dev/null 2>&1 || [ -x $(PROMTOOL) ]; then exit 0; fi; \
+	set -e; rm -rf $(TOOLS)/deb; mkdir -p $(TOOLS)/deb $(TOOLS)/bin; cd $(TOOLS)/deb; \
+	apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; \
+	dpkg-deb -x prometheus_*.deb root; \
+	mv root/usr/bin/promtool ../bin/promtool; cd ..; rm -rf deb
+
+# The images install only these pins, hashes checked; pip-compile keeps existing pins
+# (`make lock LOCK_FLAGS+=--upgrade` moves them to the newest allowed).
+lock: $(DEV_STAMP)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) --extra fast \
+		--output-file requirements/runtime.lock pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) --only-build-deps \
+		--build-deps-for wheel --output-file requirements/build.lock pyproject.toml
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m loadtests.bench

@@ -1,4 +1,4 @@
-"""The `bidder` command: serve, score, train and version."""
+"""The `bidder` command: serve, score, train, replay, loadgen and version."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from bidder import __version__
 from bidder.errors import BidderError, ConfigurationError
+from bidder.traffic.commands import add_commands as add_traffic_commands
 
 # Rows are scored in chunks so that `bidder score` streams: memory stays flat on huge inputs.
 SCORE_CHUNK_ROWS = 4096
@@ -79,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--tarball", action="store_true", help="also write model.tar.gz")
     train.set_defaults(run=_train)
 
+    add_traffic_commands(commands)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=lambda _: print(__version__) or 0)
     return parser
@@ -92,7 +95,7 @@ def _exit_cleanly_after_shutdown() -> None:
         signal.signal(signum, lambda *_: None)
 
 
-def _share_metrics_between_workers(directory: Path | None) -> None:
+def _share_metrics_between_workers(directory: Path | None) -> str:
     """Prometheus multiprocess mode: each worker writes its values to files in one directory
     and `/metrics`, whichever worker answers it, sums them. The directory is emptied first:
     files left by an earlier run would be counted again."""
@@ -104,6 +107,7 @@ def _share_metrics_between_workers(directory: Path | None) -> None:
     for stale in directory.glob("*.db"):
         stale.unlink()
     os.environ[MULTIPROCESS_DIR_VARIABLE] = str(directory)
+    return str(directory)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -119,8 +123,15 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"BIDDER_{name.upper()}"] = str(value)
     settings = load_settings()
+    scrapes = None
     if settings.workers > 1:
-        _share_metrics_between_workers(settings.metrics_dir)
+        shared = _share_metrics_between_workers(settings.metrics_dir)
+        if settings.metrics_port is not None:
+            from bidder.telemetry.scrape import MetricsServer, multiprocess_registry
+
+            # The supervisor answers scrapes, so that no worker renders the sum between bids.
+            registry = multiprocess_registry(shared)
+            scrapes = MetricsServer(settings.host, settings.metrics_port, registry)
     _exit_cleanly_after_shutdown()
     uvicorn.run(
         "bidder.server.app:create_app_for_worker",
@@ -128,7 +139,8 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        http="bidder.server.protocol:BidderHttpProtocol",
+        # Admission control plus the header-size and read-time limits uvicorn lacks.
+        http="bidder.server.connection_limits:LimitedHttpProtocol",
         loop="uvloop",
         access_log=False,
         log_config=None,
@@ -138,6 +150,8 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         date_header=False,
     )
+    if scrapes is not None:
+        scrapes.close()
     return 0
 
 

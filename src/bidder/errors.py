@@ -7,11 +7,14 @@ reason they are counted under, because a failing model never turns into a 5xx.
     BidderError
     ├── RequestError                 answered to the caller with `status_code`
     │   ├── InvalidRequest           400, names the offending field path
+    │   ├── LengthRequired           411, neither Content-Length nor chunked encoding
     │   ├── PayloadTooLarge          413, body or decompressed body over the limit
     │   └── UnsupportedMediaType     415, not `application/json`
     ├── ConfigurationError           a bad setting or artifact, refused at start-up
     │   ├── ModelLoadError           a model artifact that cannot be read safely
     │   └── FeatureSpecError         a feature spec that is malformed or does not fit the model
+    ├── ReloadRefused                422, a new model that failed to load, check or warm up;
+    │                                the old one keeps serving
     └── ScoringError                 the model could not score; the request gets a no-bid
 """
 
@@ -42,6 +45,10 @@ class InvalidRequest(RequestError):
         self.path = path
 
 
+class LengthRequired(RequestError):
+    status_code = 411
+
+
 class PayloadTooLarge(RequestError):
     status_code = 413
 
@@ -60,6 +67,12 @@ class ModelLoadError(ConfigurationError):
 
 class FeatureSpecError(ConfigurationError):
     """A feature spec that is malformed or inconsistent with its model."""
+
+
+class ReloadRefused(BidderError):
+    """A model reload that was refused; the model already serving goes on serving."""
+
+    status_code = 422
 
 
 class ScoringError(BidderError):

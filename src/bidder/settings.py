@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -44,8 +44,43 @@ class Settings(BaseSettings):
     keepalive_timeout_seconds: int = Field(
         5, ge=1, le=3600, description="Idle time after which a connection is closed."
     )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of the admin endpoints; unset: they do not exist."
+    )
     metrics_dir: Path | None = Field(
         None, description="Shared Prometheus directory of several workers; default: a temp dir."
+    )
+
+    # --- telemetry: a separate metrics port and CloudWatch EMF ---
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of a /metrics listener apart from bid traffic; default: the bid port.",
+    )
+    emf_sink: str = Field(
+        "off",
+        pattern=r"^(off|stdout|tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$",
+        description="Where CloudWatch EMF documents go: off, stdout or tcp://host:port (agent).",
+    )
+    emf_interval_seconds: int = Field(
+        60, ge=1, le=3600, description="Interval over which EMF metrics are aggregated."
+    )
+    emf_namespace: str = Field(
+        "Bidder",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[ -~]+$",
+        description="CloudWatch namespace of the EMF metrics.",
+    )
+    emf_service: str = Field(
+        "bidder", min_length=1, max_length=1024, description="Value of the Service dimension."
+    )
+    emf_max_queued_documents: int = Field(
+        100, ge=1, le=100_000, description="EMF documents waiting for the sink; more are dropped."
+    )
+    emf_tcp_timeout_ms: int = Field(
+        1000, ge=1, le=60_000, description="Limit of one connect-and-write to the EMF TCP sink."
     )
 
     # --- the model ---
@@ -90,6 +125,10 @@ class Settings(BaseSettings):
     sagemaker_custom_attributes: str | None = Field(None, description="CustomAttributes sent.")
     sagemaker_inference_ids: bool = Field(
         False, description="Send a unique InferenceId with every invocation."
+    )
+    sagemaker_client: Literal["aiobotocore", "aiohttp"] = Field(
+        "aiohttp",
+        description="HTTP client of invocations: aiohttp (lean, SigV4 by botocore) or aiobotocore.",
     )
     breaker_failure_threshold: int = Field(
         5, ge=1, le=10_000, description="Consecutive failures that open the circuit breaker."
@@ -140,6 +179,22 @@ class Settings(BaseSettings):
         256 * 1024, description="Largest body after gzip decompression."
     )
     max_imps: int = Field(100, ge=1, le=10_000, description="Most impressions per request.")
+    # Above ~900 levels the interpreter's recursion limit would refuse first, hence the bound.
+    max_json_depth: int = Field(
+        64, ge=8, le=512, description="Deepest nesting of arrays and objects in a request."
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request line plus headers; larger gets 400 and the connection closed.",
+    )
+    request_read_timeout_ms: int = Field(
+        1000,
+        ge=10,
+        le=60_000,
+        description="Longest time from a request's first byte to its last (slow clients get 400).",
+    )
 
     # --- the decision ---
     bid_threshold: float = Field(0.05, ge=0.0, le=1.0, description="Lowest score that is bid on.")
@@ -163,6 +218,8 @@ class Settings(BaseSettings):
             raise ValueError("max_decompressed_bytes must be at least max_body_bytes")
         if self.scorer == "sagemaker" and not self.sagemaker_endpoint_name:
             raise ValueError("scorer sagemaker needs BIDDER_SAGEMAKER_ENDPOINT_NAME")
+        if self.emf_sink.startswith("tcp://") and int(self.emf_sink.rsplit(":", 1)[1]) > 65535:
+            raise ValueError("BIDDER_EMF_SINK: the port must be at most 65535")
         return self
 
     @classmethod

@@ -1,9 +1,12 @@
-"""The SageMaker scorer: real aiobotocore calls against a real HTTP server on loopback."""
+"""The SageMaker scorer with each of its clients, aiobotocore and the lean aiohttp invoker:
+real calls against a real HTTP server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,10 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from prometheus_client import CollectorRegistry
 
-from bidder.errors import ScoringError
+from bidder.errors import ConfigurationError, ScoringError
 from bidder.scoring import EmbeddedScorer
 from bidder.scoring.breaker import BreakerState, CircuitBreaker
+from bidder.scoring.invoke import ClientName
 from bidder.scoring.sagemaker import SageMakerEndpoint, SageMakerScorer
 from bidder.telemetry import Metrics
 from tests.conftest import free_port
@@ -41,12 +45,19 @@ def server(seed_model: Path) -> Iterator[FaultServer]:
         yield running
 
 
-def make_scorer(url: str, **options: Any) -> SageMakerScorer:
+@pytest.fixture(params=["aiobotocore", "aiohttp"])
+def client(request: pytest.FixtureRequest) -> ClientName:
+    name: ClientName = request.param
+    return name
+
+
+def make_scorer(url: str, client: ClientName, **options: Any) -> SageMakerScorer:
     threshold = options.pop("failure_threshold", 3)
     connector_args = options.pop("connector_args", None)
     endpoint = SageMakerEndpoint(
         endpoint_name="seed",
         endpoint_url=url,
+        client=client,
         **{"connect_timeout": 0.5, "read_timeout": 0.5, "invoke_timeout": 1.0, **options},
     )
     breaker = CircuitBreaker(failure_threshold=threshold, probe_interval=0.2)
@@ -57,8 +68,8 @@ def make_scorer(url: str, **options: Any) -> SageMakerScorer:
 
 
 @pytest.fixture
-async def scorer(server: FaultServer) -> AsyncIterator[SageMakerScorer]:
-    scorer = make_scorer(server.url)
+async def scorer(server: FaultServer, client: ClientName) -> AsyncIterator[SageMakerScorer]:
+    scorer = make_scorer(server.url, client)
     await scorer.start()
     yield scorer
     await scorer.close()
@@ -73,9 +84,9 @@ def failures(scorer: SageMakerScorer, kind: str) -> float:
 
 @pytest.mark.parametrize("content_type", ["text/csv", "application/json"])
 async def test_scores_equal_the_embedded_model(
-    server: FaultServer, seed_model: Path, content_type: str
+    server: FaultServer, seed_model: Path, content_type: str, client: ClientName
 ) -> None:
-    scorer = make_scorer(server.url, content_type=content_type)
+    scorer = make_scorer(server.url, client, content_type=content_type)
     await scorer.start()
     try:
         remote = await scorer.score(ROWS)
@@ -141,9 +152,9 @@ async def failure_reason(scorer: SageMakerScorer) -> str:
     return caught.value.reason
 
 
-async def test_overall_timeout_bounds_every_call(server: FaultServer) -> None:
+async def test_overall_timeout_bounds_every_call(server: FaultServer, client: ClientName) -> None:
     server.mode = "stall"
-    scorer = make_scorer(server.url, read_timeout=5.0, invoke_timeout=0.2)
+    scorer = make_scorer(server.url, client, read_timeout=5.0, invoke_timeout=0.2)
     assert await failure_reason(scorer) == "timeout"
 
 
@@ -152,6 +163,23 @@ async def test_refused_connection(server: FaultServer, scorer: SageMakerScorer) 
     with pytest.raises(ScoringError) as caught:
         await scorer.score(ROWS)
     assert caught.value.reason == "connection_refused"
+
+
+@contextmanager
+def unanswered_connects() -> Iterator[str]:
+    """A loopback URL whose connects hang: a listener with a backlog of one that never
+    accepts, its queue already taken, so the kernel drops every further SYN."""
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        filler.connect(listener.getsockname())
+        yield "http://{}:{}".format(*listener.getsockname())
+
+
+async def test_connect_timeout(client: ClientName) -> None:
+    with unanswered_connects() as url:
+        scorer = make_scorer(url, client, connect_timeout=0.1, invoke_timeout=2.0)
+        assert await failure_reason(scorer) == "connect_timeout"
 
 
 class FailingResolver(AbstractResolver):
@@ -164,9 +192,10 @@ class FailingResolver(AbstractResolver):
         return None
 
 
-async def test_dns_failure() -> None:
+async def test_dns_failure(client: ClientName) -> None:
     scorer = make_scorer(
         "https://vpce-0123-abcd.runtime.sagemaker.us-east-1.vpce.amazonaws.com",
+        client,
         connector_args={"resolver": FailingResolver()},
     )
     assert await failure_reason(scorer) == "dns_failure"
@@ -186,7 +215,7 @@ async def test_breaker_opens_skips_the_endpoint_and_closes_after_healing(
     assert caught.value.reason == "circuit_open"
     assert server.requests == calls, "an open breaker does not call the endpoint"
     server.mode = "ok"
-    await _sleep(0.25)
+    await asyncio.sleep(0.25)
     assert len(await scorer.score(ROWS)) == 3
     assert scorer.breaker.state is BreakerState.CLOSED
 
@@ -196,16 +225,17 @@ async def test_a_failed_probe_reopens(server: FaultServer, scorer: SageMakerScor
     for _ in range(3):
         with pytest.raises(ScoringError):
             await scorer.score(ROWS)
-    await _sleep(0.25)
+    await asyncio.sleep(0.25)
     with pytest.raises(ScoringError) as caught:
         await scorer.score(ROWS)
     assert caught.value.reason == "model_error"
     assert scorer.breaker.state is BreakerState.OPEN
 
 
-async def test_optional_invoke_arguments_are_sent(server: FaultServer) -> None:
+async def test_optional_invoke_arguments_are_sent(server: FaultServer, client: ClientName) -> None:
     scorer = make_scorer(
         server.url,
+        client,
         target_variant="blue",
         target_model="m1.tar.gz",
         custom_attributes="campaign=7",
@@ -228,7 +258,34 @@ async def test_optional_invoke_arguments_are_sent(server: FaultServer) -> None:
     assert scorer.model_version == "seed/blue"
 
 
-async def _sleep(seconds: float) -> None:
-    import asyncio
+async def test_no_region_is_refused_at_start(
+    client: ClientName, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    scorer = make_scorer("http://127.0.0.1:9", client)
+    with pytest.raises(ConfigurationError, match="needs a region"):
+        await scorer.start()
+    await scorer.close()
 
-    await asyncio.sleep(seconds)
+
+async def test_no_credentials_is_refused_at_start(
+    client: ClientName, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable in (
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("BOTO_CONFIG", str(tmp_path / "none"))
+    # The chain's last source is the instance metadata service: never asked from a test.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    scorer = make_scorer("http://127.0.0.1:9", client)
+    with pytest.raises(ConfigurationError, match="no AWS credentials"):
+        await scorer.start()
+    await scorer.close()

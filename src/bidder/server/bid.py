@@ -20,6 +20,7 @@ import orjson
 from bidder.asgi import BodyTooLarge, Receive, Scope, Send, read_body, respond
 from bidder.errors import (
     InvalidRequest,
+    LengthRequired,
     PayloadTooLarge,
     RequestError,
     ScoringError,
@@ -49,6 +50,7 @@ class BidEndpoint:
         self.max_body = settings.max_body_bytes
         self.max_decompressed = settings.max_decompressed_bytes
         self.max_imps = settings.max_imps
+        self.max_json_depth = settings.max_json_depth
         self.default_version = settings.openrtb_version.encode()
         self.throttle = Throttle()
         self.deadlines = DeadlinePolicy(
@@ -114,6 +116,7 @@ class BidEndpoint:
         content_type = None
         encoding = b"identity"
         version = self.default_version
+        framed = False
         for name, value in headers:
             if name == b"content-type":
                 content_type = value
@@ -121,11 +124,17 @@ class BidEndpoint:
                 encoding = value.strip().lower()
             elif name == VERSION_HEADER:
                 version = _negotiate_version(value)
+            elif name == b"transfer-encoding":
+                framed = True  # httptools has checked the chunked framing
             elif name == b"content-length":
+                framed = True
                 if not value.isdigit():
                     raise InvalidRequest("content-length: not a number")
                 if int(value) > self.max_body:
                     raise self._too_large()
+        if not framed:
+            # HTTP/1.1 reads a request without either as an empty body: say what is missing.
+            raise LengthRequired("content-length: missing (send one, or a chunked body)")
         if content_type is None:
             raise UnsupportedMediaType("content-type: missing, expected application/json")
         media_type = content_type.split(b";", 1)[0].strip().lower()
@@ -162,7 +171,7 @@ class BidEndpoint:
     ) -> None:
         metrics = self.metrics
         runtime = self.state.runtime
-        request = decode_bid_request(body, max_imps=self.max_imps)
+        request = decode_bid_request(body, max_imps=self.max_imps, max_depth=self.max_json_depth)
         parsed = time.perf_counter()
         metrics.stage["parse"].observe(parsed - started)
         if runtime is None:

@@ -9,23 +9,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
 
 from bidder import __version__
-from bidder.errors import ScoringError
+from bidder.errors import ReloadRefused, ScoringError
+from bidder.server.reload import ModelReloader
 from bidder.server.runtime import Runtime
 from bidder.server.state import AppState
 from bidder.settings import Settings
 from bidder.telemetry import Metrics
+from bidder.telemetry.emf import create_reporter
+from bidder.telemetry.metrics import multiprocess_dir
+from bidder.telemetry.scrape import MetricsServer
 
 logger = logging.getLogger("bidder.server")
 
@@ -35,6 +43,13 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings, metrics)
         metrics.set_model(runtime.scorer.kind, runtime.scorer.model_version, runtime.spec.id)
+        emf = create_reporter(settings, metrics)
+        if emf is not None:
+            emf.start()
+        scrapes = None
+        if settings.metrics_port is not None and multiprocess_dir() is None:
+            # One worker: its own thread answers; several: the supervisor does (cli.py).
+            scrapes = MetricsServer(settings.host, settings.metrics_port, metrics.registry)
         warming: asyncio.Task[None] | None = None
         try:
             await runtime.warm_up()
@@ -46,6 +61,7 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             logger.warning("warm-up failed; retrying", extra={"reason": exc.reason})
             warming = asyncio.create_task(_keep_warming(runtime))
         _announce_draining_on_signals(state)
+        reloading_on_hangup = _reload_on_hangup()
         flushing = asyncio.create_task(metrics.flush_periodically())
         try:
             yield
@@ -53,9 +69,18 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             flushing.cancel()
             if warming is not None:
                 warming.cancel()
+            if reloading_on_hangup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            serving = state.runtime or runtime
             state.runtime = None
             metrics.ready.set(0)
-            await runtime.scorer.close()
+            await reloader.close()
+            await serving.scorer.close()
+            if emf is not None:
+                # Within the shutdown grace: the last interval is reported, not lost.
+                await emf.close(grace=settings.emf_tcp_timeout_ms / 1000)
+            if scrapes is not None:
+                scrapes.close()
             metrics.process_exited()
 
     def _become_ready(runtime: Runtime) -> None:
@@ -81,6 +106,20 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             _become_ready(runtime)
             return
 
+    def _reload_on_hangup() -> bool:
+        """SIGHUP reloads the model from the configured path (a process's main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+
+        def on_hangup() -> None:
+            logger.info("reloading the model", extra={"signal": "SIGHUP"})
+            task = asyncio.create_task(reloader.reload())
+            # A refused reload has logged why; nothing else is to be done with it here.
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup)
+        return True
+
     def _announce_draining_on_signals(state: AppState) -> None:
         """Readiness turns false the moment SIGTERM or SIGINT arrives, while uvicorn drains the
         connections, so that a load balancer stops sending before the listener closes. The
@@ -101,6 +140,7 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
 
             signal.signal(signum, handler)
 
+    reloader = ModelReloader(settings, metrics, state)
     app = FastAPI(
         title="bidder",
         version=__version__,
@@ -132,8 +172,55 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             }
         )
 
-    @app.get("/metrics", summary="Prometheus metrics, text exposition format.")
-    async def prometheus_metrics() -> Response:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    if settings.metrics_port is None:
+        # With a metrics port, /metrics is served there only (see `bidder.telemetry.scrape`).
 
+        @app.get("/metrics", summary="Prometheus metrics, text exposition format.")
+        async def prometheus_metrics() -> Response:
+            return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    if settings.admin_token is not None:
+        _add_admin_routes(app, settings.admin_token.get_secret_value(), reloader)
     return app
+
+
+class ReloadRequest(BaseModel):
+    model_path: Path | None = Field(
+        None, description="Model to switch to; default: the current path, read again."
+    )
+
+
+def _add_admin_routes(app: FastAPI, token: str, reloader: ModelReloader) -> None:
+    """Admin endpoints exist only when `BIDDER_ADMIN_TOKEN` is set, and want it as a bearer
+    token."""
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorised(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        given = credentials.credentials if credentials is not None else ""
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(
+                status_code=401,
+                detail="a valid bearer token is required",
+                headers={"www-authenticate": "Bearer"},
+            )
+
+    @app.post(
+        "/admin/reload",
+        summary="Load, check and warm up a model, then switch to it; the old one serves meanwhile.",
+        dependencies=[Depends(authorised)],
+        responses={401: {"description": "No valid token"}, 422: {"description": "Refused"}},
+    )
+    async def reload_model(request: ReloadRequest | None = None) -> JSONResponse:
+        try:
+            runtime = await reloader.reload(request.model_path if request else None)
+        except ReloadRefused as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
+        return JSONResponse(
+            {
+                "status": "reloaded",
+                "model_version": runtime.scorer.model_version,
+                "feature_spec": runtime.spec.id,
+            }
+        )

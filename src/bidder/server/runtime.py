@@ -108,6 +108,7 @@ def _sagemaker_scorer(settings: Settings, width: int, metrics: Metrics) -> SageM
         target_model=settings.sagemaker_target_model,
         custom_attributes=settings.sagemaker_custom_attributes,
         inference_ids=settings.sagemaker_inference_ids,
+        client=settings.sagemaker_client,
     )
     breaker = CircuitBreaker(
         failure_threshold=settings.breaker_failure_threshold,

@@ -6,6 +6,10 @@ wrappers count into plain lists instead (the event loop is single-threaded, so n
 needed) and `flush` adds the accumulated counts to the real metric children, one increment
 per touched bucket. `/metrics` flushes before it renders, and a background task flushes
 every second so that other workers' values reach the shared multiprocess files promptly.
+
+A histogram may also keep fine log-spaced counts for a reported distribution (CloudWatch
+EMF): its buckets are then the union of the Prometheus bounds and the fine ones, so one
+bisection per observation serves both, and each Prometheus bucket stays exact.
 """
 
 from __future__ import annotations
@@ -13,32 +17,62 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
+from bidder.telemetry.distribution import Distribution, Grid, LogBuckets
+
 
 class BatchedHistogram:
-    """Stands for one histogram child (`Histogram` or `Histogram.labels(...)`)."""
+    """Stands for one histogram child (`Histogram` or `Histogram.labels(...)`).
 
-    __slots__ = ("_child", "_counts", "_sum", "_upper_bounds")
+    With `fine` buckets, `distribution` holds the cumulative fine counts, updated at
+    each `flush`.
+    """
 
-    def __init__(self, child: Any) -> None:
+    __slots__ = ("_bounds", "_child", "_counts", "_distribution", "_prometheus_slot", "_sum")
+
+    def __init__(self, child: Any, fine: LogBuckets | None = None) -> None:
         self._child = child
-        self._upper_bounds: list[float] = list(child._upper_bounds)
-        self._counts = [0] * len(self._upper_bounds)
+        prometheus_bounds: list[float] = list(child._upper_bounds)
+        self._distribution: Distribution | None = None
+        if fine is None:
+            self._bounds = prometheus_bounds
+            self._prometheus_slot = list(range(len(prometheus_bounds)))
+        else:
+            grid = Grid([*prometheus_bounds[:-1], *fine.bounds()])
+            self._distribution = Distribution(grid)
+            self._bounds = grid.bounds
+            # Every Prometheus bound is a grid bound, so a grid bucket lies in exactly one
+            # Prometheus bucket: the first whose bound is at or above the grid bucket's.
+            self._prometheus_slot = [bisect_left(prometheus_bounds, bound) for bound in grid.bounds]
+        self._counts = [0] * len(self._bounds)
         self._sum = 0.0
+
+    @property
+    def distribution(self) -> Distribution:
+        """The cumulative fine counts, for a histogram built with `fine` buckets."""
+        if self._distribution is None:
+            raise ValueError("this histogram keeps no fine buckets")
+        return self._distribution
 
     def observe(self, value: float) -> None:
         # `le` buckets: the first bound at or above the value; +Inf is the last bound.
-        self._counts[bisect_left(self._upper_bounds, value)] += 1
+        self._counts[bisect_left(self._bounds, value)] += 1
         self._sum += value
 
     def flush(self) -> None:
         counts = self._counts
         if not any(counts):
             return
+        if self._distribution is not None:
+            self._distribution.add(counts)
         buckets = self._child._buckets
-        for index, count in enumerate(counts):
+        per_bucket = [0] * len(buckets)
+        for slot, count in enumerate(counts):
+            if count:
+                per_bucket[self._prometheus_slot[slot]] += count
+                counts[slot] = 0
+        for index, count in enumerate(per_bucket):
             if count:
                 buckets[index].inc(count)
-                counts[index] = 0
         self._child._sum.inc(self._sum)
         self._sum = 0.0
 
@@ -59,3 +93,26 @@ class BatchedCounter:
         if self._pending:
             self._child.inc(self._pending)
             self._pending = 0.0
+
+
+class BatchedGauge:
+    """Stands for one gauge child whose value only the event loop changes (requests in
+    flight, say): `flush` sets the child to the current value."""
+
+    __slots__ = ("_child", "_flushed", "value")
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+        self.value = 0.0
+        self._flushed = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.value -= amount
+
+    def flush(self) -> None:
+        if self.value != self._flushed:
+            self._child.set(self.value)
+            self._flushed = self.value

@@ -77,6 +77,11 @@ class Histogram:
     def mean(self) -> float:
         return self._total / self.count if self.count else math.nan
 
+    def buckets(self) -> list[tuple[float, int]]:
+        """`(value, count)` of every non-empty bucket in increasing order, the value being
+        the bucket's midpoint in seconds: the whole distribution, e.g. to draw it."""
+        return [(_midpoint(i) / 1_000_000, n) for i, n in enumerate(self._counts) if n]
+
     def percentile(self, percent: float) -> float:
         """The value below which `percent` % of the samples fall, in seconds (NaN if empty)."""
         if not 0.0 <= percent <= 100.0:

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, TypeVar, cast
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar, cast
 
 import httptools
 
@@ -67,6 +67,11 @@ RequestSource = (
 # Called with the request sent, the answer's status and body: False (or raising) counts
 # the answer as `invalid`.
 ResponseCheck = Callable[[Request, int, bytes], bool]
+# Called with the position of the request's template in the source (its index, for a
+# callable source), the answer's status and body, for every complete answer.
+AnswerCallback = Callable[[int, int, bytes], None]
+# Runs beside an open-loop run's sends (e.g. to show progress) and is cancelled at its end.
+Watcher = Callable[["LoadResult"], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,21 @@ class Target:
 
     @property
     def authority(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class Schedule(Protocol):
+    """A stretch of an open-loop run: `requests` sends at `offsets()` from its start (in
+    order), lasting `duration` seconds. `Step` is one; a replay's recorded times are another."""
+
+    @property
+    def requests(self) -> int: ...
+
+    @property
+    def duration(self) -> float: ...
+
+    def offsets(self) -> Iterator[float]: ...
 
 
 @dataclass(frozen=True)
@@ -163,6 +182,8 @@ class LoadResult:
     late_sends: int = 0
     cap_waits: int = 0
     series: list[SecondStats] | None = None
+    # `time.perf_counter()` at the first intended send (open loop) or the first connect.
+    start: float = 0.0
 
     @property
     def completed(self) -> int:
@@ -206,6 +227,7 @@ class _Connection(asyncio.Protocol):
         self.busy = False
         self.intended = 0.0
         self.request: Request | None = None
+        self.position = 0
         self.headers_done = False
         self.framed = False
 
@@ -213,11 +235,12 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
 
-    def send(self, raw: bytes, request: Request, intended: float) -> None:
+    def send(self, raw: bytes, request: Request, position: int, intended: float) -> None:
         assert self.transport is not None
         self.busy = True
         self.intended = intended
         self.request = request
+        self.position = position
         self.headers_done = self.framed = False
         self.transport.write(raw)
 
@@ -257,16 +280,16 @@ class _Connection(asyncio.Protocol):
 
 
 class _CheckedConnection(_Connection):
-    """Keeps the response body for a caller's check; httptools only calls `on_body` on
-    protocols that have it, so unchecked runs pay nothing for bodies."""
+    """Keeps the response body for a caller's check or answer callback; httptools only
+    calls `on_body` on protocols that have it, so other runs pay nothing for bodies."""
 
     def __init__(self, engine: _Engine) -> None:
         self.parts: list[bytes] = []
         super().__init__(engine)
 
-    def send(self, raw: bytes, request: Request, intended: float) -> None:
+    def send(self, raw: bytes, request: Request, position: int, intended: float) -> None:
         self.parts.clear()
-        super().send(raw, request, intended)
+        super().send(raw, request, position, intended)
 
     def on_body(self, data: bytes) -> None:
         self.parts.append(data)
@@ -286,6 +309,7 @@ class _Engine:
         *,
         timeout: float,
         check: ResponseCheck | None,
+        on_answer: AnswerCallback | None,
         series: bool,
         max_connections: int,
         max_requests: int | None = None,
@@ -296,10 +320,12 @@ class _Engine:
         self.result = result
         self.timeout = timeout
         self.check = check
+        self.on_answer = on_answer
         self.max_connections = max_connections
         self.max_requests = max_requests
         self.loop = asyncio.get_running_loop()
-        self.protocol = _Connection if check is None else _CheckedConnection
+        keeps_bodies = check is not None or on_answer is not None
+        self.protocol = _CheckedConnection if keeps_bodies else _Connection
         if callable(requests):
             self.source: Callable[[int], Request] | None = requests
             self.templates: list[Request] = []
@@ -312,7 +338,7 @@ class _Engine:
             self.encoded = [encode_request(t, target.authority) for t in self.templates]
         self.series: list[SecondStats] | None = [] if series else None
         self.closed_loop = result.mode == "closed"
-        self.start = time.perf_counter()
+        self.start = result.start = time.perf_counter()
         self.counter = 0
         self.in_flight = 0
         self.connecting = 0
@@ -404,6 +430,7 @@ class _Engine:
         index = self.counter
         self.counter += 1
         if self.source is not None:
+            position = index
             request = self.source(index)
             raw = encode_request(request, self.target.authority)
         else:
@@ -416,7 +443,7 @@ class _Engine:
         self.result.sent += 1
         if self.series is not None:
             self._second(intended).sent += 1
-        connection.send(raw, request, intended)
+        connection.send(raw, request, position, intended)
 
     def answered(self, connection: _Connection, keep_alive: bool) -> None:
         latency = time.perf_counter() - connection.intended
@@ -431,6 +458,8 @@ class _Engine:
             second.latency.record(latency)
         if self.check is not None and not self._passes(connection, status):
             self._count_error("invalid", connection.intended)
+        if self.on_answer is not None:
+            self.on_answer(connection.position, status, connection.body())
         self._done()
         if keep_alive:
             self.give_work(connection)
@@ -529,6 +558,7 @@ async def run_closed_loop(
         result,
         timeout=request_timeout,
         check=check,
+        on_answer=None,
         series=series,
         max_connections=connections,
         max_requests=max_requests,
@@ -548,25 +578,28 @@ async def run_open_loop(
     target: Target,
     requests: RequestSource,
     *,
-    rate: float | Sequence[Step],
+    rate: float | Sequence[Schedule],
     duration: float | None = None,
     max_connections: int = 512,
     initial_connections: int = 8,
     request_timeout: float = 5.0,
     late_threshold: float = 0.001,
     check: ResponseCheck | None = None,
+    on_answer: AnswerCallback | None = None,
+    watch: Watcher | None = None,
     series: bool = False,
 ) -> LoadResult:
-    """Requests at `rate` per second for `duration` seconds, or along a list of steps.
+    """Requests at `rate` per second for `duration` seconds, or along a list of schedules
+    (steps, ramps, recorded arrival times) one after the other.
 
     A send later than `late_threshold` counts in `late_sends`; a request that must wait
     because `max_connections` are all busy counts in `cap_waits`. Requests that never get
-    a connection end as timeouts.
+    a connection end as timeouts. `watch` runs from the first send to the last answer.
     """
     if isinstance(rate, int | float):
         if duration is None:
             raise ValueError("a fixed rate needs a duration")
-        steps: Sequence[Step] = [Step(float(rate), duration)]
+        steps: Sequence[Schedule] = [Step(float(rate), duration)]
     else:
         steps = rate
     if not steps or max_connections < 1:
@@ -579,24 +612,32 @@ async def run_open_loop(
         result,
         timeout=request_timeout,
         check=check,
+        on_answer=on_answer,
         series=series,
         max_connections=max_connections,
     )
+    watcher: asyncio.Task[None] | None = None
     try:
         for _ in range(min(initial_connections, max_connections)):
             engine.connect()
         await asyncio.gather(*engine.tasks)
         # Series seconds count from the first scheduled send.
-        start = engine.start = time.perf_counter() + 0.001
+        start = engine.start = result.start = time.perf_counter() + 0.001
+        if watch is not None:
+            watcher = asyncio.create_task(watch(result))
         await _send_on_schedule(engine, start, steps, late_threshold)
     finally:
         await engine.finish()
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     result.duration = max(length, time.perf_counter() - engine.start)
     return result
 
 
 async def _send_on_schedule(
-    engine: _Engine, start: float, steps: Sequence[Step], late_threshold: float
+    engine: _Engine, start: float, steps: Sequence[Schedule], late_threshold: float
 ) -> None:
     result = engine.result
     lateness = result.send_lateness

@@ -1,0 +1,72 @@
+"""The bidder's stack: the five concerns, composed in dependency order."""
+
+from __future__ import annotations
+
+from aws_cdk import App, CfnOutput, Stack, Validations
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from bidder_deploy.model_endpoint import ModelEndpoint
+from bidder_deploy.network import Network
+from bidder_deploy.observability import Observability
+from bidder_deploy.parameters import LISTENER_PORT, define_parameters
+from bidder_deploy.service import Service
+from bidder_deploy.storage import Storage
+
+STACK_NAME = "Bidder"
+
+# Fixed here rather than in cdk.json so the tests synthesize exactly what `cdk synth` does.
+APP_CONTEXT = {
+    # No AWS::CDK::Metadata resource: the template is the same whatever the CDK's version.
+    "aws:cdk:version-reporting": False,
+    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
+    "@aws-cdk/aws-iam:minimizePolicies": True,
+    "@aws-cdk/aws-ecs:removeDefaultDesiredCount": True,
+}
+
+
+class BidderStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="Bidder: OpenRTB bidder on ECS Fargate, model on a SageMaker endpoint",
+        )
+        params = define_parameters(self)
+        network = Network(self, "Network")
+        storage = Storage(self, "Storage")
+        self.model = ModelEndpoint(self, "Model", params=params, storage=storage)
+        network.allow_invoke_only(self.model.endpoint_arn)
+        self.service = Service(
+            self, "Bidder", params=params, network=network, storage=storage, model=self.model
+        )
+        self.observability = Observability(
+            self,
+            "Observability",
+            params=params,
+            storage=storage,
+            model=self.model,
+            service=self.service,
+        )
+        for name, value, description in (
+            (
+                "BidUrl",
+                f"http://{self.service.nlb.load_balancer_dns_name}:{LISTENER_PORT}/openrtb2/bid",
+                "Where exchanges send bid requests (inside the VPC)",
+            ),
+            ("EndpointName", self.model.endpoint_name, "The SageMaker endpoint"),
+            ("BucketName", storage.bucket.bucket_name, "Model artifacts and recorded traffic"),
+            ("KeyArn", storage.key.key_arn, "The KMS key of the bucket, volumes and topic"),
+            ("AlarmTopicArn", self.observability.topic.topic_arn, "Subscribe to get alarms"),
+            ("DashboardName", self.observability.dashboard.dashboard_name, "CloudWatch dashboard"),
+        ):
+            CfnOutput(self, name, value=value, description=description)
+
+
+def build_app(*, nag: bool = True) -> tuple[App, BidderStack]:
+    """The CDK app that `deploy/app.py` synthesizes, with cdk-nag's AwsSolutions checks."""
+    app = App(context=APP_CONTEXT)
+    stack = BidderStack(app, STACK_NAME)
+    if nag:
+        Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return app, stack
