@@ -1,11 +1,11 @@
 """A raw HTTP server for replay tests, run as `python -m tests.traffic.replay_server PORT`.
 
 It notes when each request began to arrive (`time.perf_counter()`, the same monotonic clock
-as the load generator's on Linux) with the request's `id`, served (and forgotten) by `GET /arrivals`,
-and answers each bid request as its body's `ext.reply` says: `{"status": 200, "price": P}`
-bids P on every impression, `{"status": N}` answers N, no `ext.reply` is a 204 and a body
-that is not JSON a 400. A server whose answers are known in advance, so a replay's report
-can be checked number by number.
+as the load generator's on Linux) with the request's `id`, served (and forgotten) by
+`GET /arrivals`, and answers each bid request as its body's `ext.reply` says:
+`{"status": 200, "price": P}` bids P on every impression, `{"status": N}` answers N, no
+`ext.reply` is a 204 and a body that is not JSON a 400. A server whose answers are known
+in advance, so a replay's report can be checked number by number.
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ class _Protocol(asyncio.Protocol):
         if reply["status"] != 200:
             self._answer(reply["status"], b"")
             return
-        bids = [{"id": f"b{imp['id']}", "impid": imp["id"], "price": reply["price"]}
-                for imp in request["imp"]]
+        bids = [
+            {"id": f"b{imp['id']}", "impid": imp["id"], "price": reply["price"]}
+            for imp in request["imp"]
+        ]
         response = {"id": request["id"], "seatbid": [{"bid": bids}], "cur": "USD"}
         self._answer(200, orjson.dumps(response))
 

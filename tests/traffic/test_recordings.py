@@ -130,7 +130,7 @@ def test_damage_inside_a_member_is_an_error(tmp_path: Path) -> None:
     data[40] ^= 0xFF
     path = tmp_path / "damaged.jsonl.gz"
     path.write_bytes(bytes(data))
-    with pytest.raises(RecordingError, match="damaged.jsonl.gz"):
+    with pytest.raises(RecordingError, match=r"damaged\.jsonl\.gz"):
         read_recordings([path], max_records=100)
 
 
@@ -138,7 +138,10 @@ def test_damage_inside_a_member_is_an_error(tmp_path: Path) -> None:
     ("line", "message"),
     [
         (b"not json", r"bad\.jsonl\.gz:2: JSON is malformed"),
-        (b'{"v": 1, "id": "x", "body": {}}', r"bad\.jsonl\.gz:2: Object missing required field `ts`"),
+        (
+            b'{"v": 1, "id": "x", "body": {}}',
+            r"bad\.jsonl\.gz:2: Object missing required field `ts`",
+        ),
         (b'{"v": 2, "ts": 1.0, "body": {}}', r"bad\.jsonl\.gz:2: record version 2"),
         (b'{"v": 1, "ts": 1.0}', r"bad\.jsonl\.gz:2: the record has neither `body` nor"),
         (b'{"v": 1, "ts": 1.0, "body_b64": "@@"}', r"bad\.jsonl\.gz:2: body_b64 is not base64"),
@@ -148,9 +151,7 @@ def test_damage_inside_a_member_is_an_error(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_a_bad_record_is_named_by_file_and_line(
-    tmp_path: Path, line: bytes, message: str
-) -> None:
+def test_a_bad_record_is_named_by_file_and_line(tmp_path: Path, line: bytes, message: str) -> None:
     good = orjson.dumps(records(1)[0])
     path = tmp_path / "bad.jsonl.gz"
     path.write_bytes(gzip.compress(good + b"\n" + line + b"\n"))
@@ -167,7 +168,7 @@ def test_more_records_than_allowed_are_refused(tmp_path: Path) -> None:
 def test_missing_paths_and_empty_recordings_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match="no such file"):
         read_recordings([tmp_path / "nowhere.jsonl.gz"], max_records=10)
-    with pytest.raises(RecordingError, match="no \\*.jsonl.gz recording"):
+    with pytest.raises(RecordingError, match=r"no \*\.jsonl\.gz recording"):
         read_recordings([tmp_path], max_records=10)
     (tmp_path / "empty.jsonl.gz").write_bytes(b"")
     with pytest.raises(RecordingError, match="no record"):
