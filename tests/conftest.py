@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import uvicorn
+from moto.server import ThreadedMotoServer
 
 from bidder.server import BidderApp
 from bidder.server.protocol import BidderHttpProtocol
@@ -21,6 +23,7 @@ SHARED = PROJECT_ROOT.parent / "shared"
 SEED_MODEL = SHARED / "seed-model" / "model.tar.gz"
 SEED_FEATURE_SPEC = PROJECT_ROOT / "examples" / "seed-model" / "feature_spec.json"
 CORPUS = SHARED / "openrtb-corpus"
+MODEL_BUCKET = "models"
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +98,21 @@ def live_server() -> Iterator[Callable[[Settings], LiveServer]]:
     yield start
     for server in started:
         server.__exit__()
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on a loopback port, with a versioned bucket `MODEL_BUCKET` and static
+    credentials (the standard chain reads them from the environment)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    s3.create_bucket(Bucket=MODEL_BUCKET)
+    s3.put_bucket_versioning(Bucket=MODEL_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    yield endpoint
+    server.stop()

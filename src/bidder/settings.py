@@ -90,6 +90,20 @@ class Settings(BaseSettings):
     model_path: Path = Field(
         DEFAULT_MODEL_PATH, description="model.tar.gz, model directory or model file."
     )
+    model_s3_uri: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$",
+        description="s3://bucket/key of a model.tar.gz, used instead of model_path.",
+    )
+    model_s3_version_id: str | None = Field(
+        None, description="Version of model_s3_uri to load; default: the newest, at each load."
+    )
+    model_s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint for models (an S3-compatible server); default: AWS's."
+    )
+    model_cache_dir: Path | None = Field(
+        None, description="Where models fetched from S3 are kept; default: a temp directory."
+    )
     compile_cache_dir: Path | None = Field(
         None,
         description="Where compiled trees are kept; default: a directory in the temp dir.",

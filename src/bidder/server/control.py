@@ -14,7 +14,6 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
@@ -22,11 +21,10 @@ from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
 
 from bidder import __version__
 from bidder.errors import ReloadRefused, ScoringError
-from bidder.server.reload import ModelReloader
+from bidder.server.reload import ModelChoice, ModelReloader
 from bidder.server.runtime import Runtime
 from bidder.server.state import AppState
 from bidder.settings import Settings
@@ -180,24 +178,28 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     if settings.admin_token is not None:
-        _add_admin_routes(app, settings.admin_token.get_secret_value(), reloader)
+        _add_admin_routes(
+            app,
+            settings.admin_token.get_secret_value(),
+            reloader,
+            several_workers=settings.workers > 1,
+        )
     return app
 
 
-class ReloadRequest(BaseModel):
-    model_path: Path | None = Field(
-        None, description="Model to switch to; default: the current path, read again."
-    )
+# At module level: FastAPI resolves the (postponed) annotations of dependencies here.
+BearerCredentials = Annotated[
+    HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))
+]
 
 
-def _add_admin_routes(app: FastAPI, token: str, reloader: ModelReloader) -> None:
+def _add_admin_routes(
+    app: FastAPI, token: str, reloader: ModelReloader, *, several_workers: bool
+) -> None:
     """Admin endpoints exist only when `BIDDER_ADMIN_TOKEN` is set, and want it as a bearer
     token."""
-    bearer = HTTPBearer(auto_error=False)
 
-    def authorised(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
+    def authorised(credentials: BearerCredentials) -> None:
         given = credentials.credentials if credentials is not None else ""
         if not secrets.compare_digest(given.encode(), token.encode()):
             raise HTTPException(
@@ -212,9 +214,11 @@ def _add_admin_routes(app: FastAPI, token: str, reloader: ModelReloader) -> None
         dependencies=[Depends(authorised)],
         responses={401: {"description": "No valid token"}, 422: {"description": "Refused"}},
     )
-    async def reload_model(request: ReloadRequest | None = None) -> JSONResponse:
+    async def reload_model(choice: ModelChoice | None = None) -> JSONResponse:
+        if several_workers:
+            return _restart_workers(choice)
         try:
-            runtime = await reloader.reload(request.model_path if request else None)
+            runtime = await reloader.reload(choice)
         except ReloadRefused as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
         return JSONResponse(
@@ -224,3 +228,18 @@ def _add_admin_routes(app: FastAPI, token: str, reloader: ModelReloader) -> None
                 "feature_spec": runtime.spec.id,
             }
         )
+
+
+def _restart_workers(choice: ModelChoice | None) -> JSONResponse:
+    """Several workers: this one cannot switch the others' models, so uvicorn's supervisor
+    replaces every worker, one at a time, each loading the configured model before serving."""
+    if choice is not None and choice.given:
+        return JSONResponse(
+            {
+                "error": "with several workers only the configured model can be reloaded: "
+                "replace it at its path (or upload a new S3 version) and reload without a body"
+            },
+            status_code=ReloadRefused.status_code,
+        )
+    os.kill(os.getppid(), signal.SIGHUP)
+    return JSONResponse({"status": "restarting workers"}, status_code=202)

@@ -8,7 +8,10 @@ warm-up request is refused with a log line naming why, and the old one keeps ser
 old runtime is closed once every request that may hold it has passed its deadline.
 
 Reloads are triggered by SIGHUP (re-reading the configured model path, e.g. after a deploy
-replaced the files) and by `POST /admin/reload` (optionally naming another path).
+replaced the files, or a new version of the S3 object was uploaded) and by
+`POST /admin/reload` (optionally naming another path, S3 object or version). With several
+workers, each is its own process: the admin endpoint asks uvicorn's supervisor to replace
+the workers one at a time (its SIGHUP), each loading the configured model before it serves.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bidder.errors import ReloadRefused
 from bidder.server.runtime import Runtime
@@ -29,6 +34,44 @@ logger = logging.getLogger("bidder.reload")
 RETIRE_AFTER_BUDGET_SECONDS = 1.0
 
 
+class ModelChoice(BaseModel):
+    """Which model to switch to; all fields unset: the configured one, read again (for S3
+    without a pinned version: its newest version)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: Path | None = Field(None, description="A model.tar.gz, directory or file.")
+    model_s3_uri: str | None = Field(
+        None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$", description="An S3 model."
+    )
+    model_s3_version_id: str | None = Field(
+        None, description="A version of model_s3_uri (or of the configured one)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelChoice:
+        if self.model_path is not None and (self.model_s3_uri or self.model_s3_version_id):
+            raise ValueError("name either model_path or an S3 model, not both")
+        return self
+
+    @property
+    def given(self) -> bool:
+        return bool(self.model_fields_set)
+
+    def applied_to(self, settings: Settings) -> Settings:
+        if self.model_path is not None:
+            changes = {"model_path": self.model_path, "model_s3_uri": None}
+            return settings.model_copy(update={**changes, "model_s3_version_id": None})
+        uri = self.model_s3_uri or settings.model_s3_uri
+        if self.model_s3_version_id is not None and uri is None:
+            raise ReloadRefused("model_s3_version_id names a version, but of no S3 model")
+        if self.model_s3_uri is None and self.model_s3_version_id is None:
+            return settings
+        return settings.model_copy(
+            update={"model_s3_uri": uri, "model_s3_version_id": self.model_s3_version_id}
+        )
+
+
 class ModelReloader:
     def __init__(self, settings: Settings, metrics: Metrics, state: AppState) -> None:
         self.settings = settings
@@ -37,13 +80,11 @@ class ModelReloader:
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
 
-    async def reload(self, model_path: Path | None = None) -> Runtime:
-        """Switch to the model at `model_path` (default: the current path, read again), or
-        raise `ReloadRefused` saying why it was refused."""
+    async def reload(self, choice: ModelChoice | None = None) -> Runtime:
+        """Switch to the chosen model (default: the configured one, read again), or raise
+        `ReloadRefused` saying why it was refused."""
         async with self._lock:  # one reload at a time; a second waits, then loads afresh
-            settings = self.settings
-            if model_path is not None:
-                settings = settings.model_copy(update={"model_path": model_path})
+            settings = choice.applied_to(self.settings) if choice else self.settings
             runtime = await self._load(settings)
             old = self.state.runtime
             self.state.runtime = runtime
@@ -55,7 +96,7 @@ class ModelReloader:
             logger.info(
                 "model reloaded",
                 extra={
-                    "model_path": str(settings.model_path),
+                    "model_source": _source(settings),
                     "model_version": runtime.scorer.model_version,
                     "feature_spec": runtime.spec.id,
                     "previous_model_version": old.scorer.model_version if old else None,
@@ -78,9 +119,9 @@ class ModelReloader:
             reason = f"{type(exc).__name__}: {exc}"
             logger.error(
                 "model reload refused; the previous model keeps serving",
-                extra={"model_path": str(settings.model_path), "reason": reason},
+                extra={"model_source": _source(settings), "reason": reason},
             )
-            raise ReloadRefused(f"model at {settings.model_path} refused: {reason}") from exc
+            raise ReloadRefused(f"model {_source(settings)} refused: {reason}") from exc
         return runtime
 
     def _retire(self, runtime: Runtime) -> None:
@@ -101,3 +142,9 @@ class ModelReloader:
         for task in list(self._retiring):
             task.cancel()
         await asyncio.gather(*self._retiring, return_exceptions=True)
+
+
+def _source(settings: Settings) -> str:
+    if settings.model_s3_uri is None:
+        return str(settings.model_path)
+    return f"{settings.model_s3_uri} (version {settings.model_s3_version_id or 'newest'})"

@@ -6,6 +6,7 @@ request ever pays for them and a model that cannot serve is refused before it ta
 
 from __future__ import annotations
 
+import asyncio
 import math
 import tempfile
 import time
@@ -17,9 +18,10 @@ from bidder.errors import FeatureSpecError, ModelLoadError
 from bidder.features import FeatureSpec, Vectorizer
 from bidder.openrtb import Banner, BidRequest, Device, Geo, Imp, Site
 from bidder.scoring import EmbeddedScorer, Scorer, load_model_artifact
-from bidder.scoring.artifacts import bundled_feature_spec
+from bidder.scoring.artifacts import MAX_ARTIFACT_BYTES, bundled_feature_spec
 from bidder.scoring.batcher import MicroBatcher
 from bidder.scoring.breaker import BreakerState, CircuitBreaker
+from bidder.scoring.model_store import fetch_model
 from bidder.scoring.sagemaker import SageMakerEndpoint, SageMakerScorer
 from bidder.settings import Settings
 from bidder.telemetry import Metrics
@@ -45,17 +47,21 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
         """Load and check everything, and open the scorer's connections."""
+        settings = await _fetch_model(settings)
+        # Parsing and compiling a model take from milliseconds to seconds: off the event
+        # loop, so that a reload beside a serving model does not delay its requests.
         scorer: Scorer
         if settings.scorer == "embedded":
-            artifact = load_model_artifact(settings.model_path)
+            artifact = await asyncio.to_thread(load_model_artifact, settings.model_path)
             spec = _feature_spec(settings, artifact.feature_spec)
             spec.check_model_width(artifact.num_features)
             cache = None
             if settings.compile_model:
                 cache = settings.compile_cache_dir or Path(tempfile.gettempdir()) / "bidder-models"
-            scorer = EmbeddedScorer(artifact, compile_cache=cache)
+            scorer = await asyncio.to_thread(EmbeddedScorer, artifact, compile_cache=cache)
         else:
-            spec = _feature_spec(settings, bundled_feature_spec(settings.model_path))
+            bundled = await asyncio.to_thread(bundled_feature_spec, settings.model_path)
+            spec = _feature_spec(settings, bundled)
             scorer = _sagemaker_scorer(settings, spec.width, metrics)
         policy = BidPolicy(
             threshold=settings.bid_threshold,
@@ -87,6 +93,20 @@ class Runtime:
         if len(scores) != 1 or not math.isfinite(float(scores[0])):
             raise ModelLoadError(f"warm-up prediction gave {scores!r}, not one finite score")
         self.policy.decide(WARM_UP_REQUEST, scores)
+
+
+async def _fetch_model(settings: Settings) -> Settings:
+    """With `model_s3_uri`, the settings with `model_path` pointing at the fetched copy."""
+    if settings.model_s3_uri is None:
+        return settings
+    fetched = await fetch_model(
+        settings.model_s3_uri,
+        version_id=settings.model_s3_version_id,
+        cache_dir=settings.model_cache_dir or Path(tempfile.gettempdir()) / "bidder-model-store",
+        max_bytes=MAX_ARTIFACT_BYTES,
+        endpoint_url=settings.model_s3_endpoint_url,
+    )
+    return settings.model_copy(update={"model_path": fetched.path})
 
 
 def _sagemaker_scorer(settings: Settings, width: int, metrics: Metrics) -> SageMakerScorer:
