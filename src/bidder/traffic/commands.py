@@ -1,5 +1,6 @@
 """`bidder replay` and `bidder loadgen`: recorded or synthetic bid traffic against a bidder
-on this machine, with a progress bar and a report (see docs/REPLAY.md)."""
+on this machine, with a progress bar and a report (see the README's "Replaying traffic and
+load tests")."""
 
 from __future__ import annotations
 
@@ -67,23 +68,31 @@ def add_commands(commands: Any) -> None:
     loadgen = commands.add_parser(
         "loadgen", help="send synthetic bid requests at steps and ramps of offered load"
     )
-    loadgen.add_argument("--rate", type=_positive(float), help="requests/s (with --duration)")
-    loadgen.add_argument("--duration", type=duration, help="seconds at --rate (e.g. 10s)")
-    loadgen.add_argument(
-        "--step",
-        dest="phases",
-        action="append",
-        type=step,
-        metavar="RATE:DURATION",
-        help="a constant rate for a while, e.g. 1000:10s (repeatable, in order)",
+    load = loadgen.add_mutually_exclusive_group(required=True)
+    load.add_argument("--rate", type=_positive(float), help="requests/s for --duration")
+    load.add_argument(
+        "--steps",
+        type=rates,
+        metavar="RATE,RATE,...",
+        help="constant rates one after the other, each for --step-duration, e.g. 2000,4000",
+    )
+    load.add_argument(
+        "--ramp",
+        type=ramp,
+        metavar="FROM:TO:DURATION",
+        help="a linear ramp of the rate, e.g. 1000:20000:30s, reported in --ramp-steps parts",
     )
     loadgen.add_argument(
-        "--ramp",
-        dest="phases",
-        action="append",
-        type=ramp,
-        metavar="FROM-TO:DURATION",
-        help="a linear ramp of the rate, e.g. 1000-5000:30s (repeatable, in order)",
+        "--duration", type=duration, default=10.0, help="length of a --rate run (default 10s)"
+    )
+    loadgen.add_argument(
+        "--step-duration", type=duration, default=10.0, help="length of each step (default 10s)"
+    )
+    loadgen.add_argument(
+        "--ramp-steps",
+        type=_positive(int),
+        default=10,
+        help="equal parts of the ramp reported on their own (default 10)",
     )
     loadgen.add_argument(
         "--requests", type=_positive(int), default=2000, help="distinct requests (cycled)"
@@ -163,23 +172,35 @@ def _rate(text: str, whole: str) -> float:
     return value
 
 
-def step(text: str) -> Step:
-    """`RATE:DURATION`, e.g. `1000:10s`."""
-    rate, separator, length = text.partition(":")
-    if not separator:
-        raise argparse.ArgumentTypeError(f"expected RATE:DURATION (e.g. 1000:10s), got {text!r}")
-    return Step(_rate(rate, text), duration(length))
+def rates(text: str) -> list[float]:
+    """`RATE,RATE,...`, e.g. `2000,4000,8000`."""
+    return [_rate(part.strip(), text) for part in text.split(",")]
 
 
-def ramp(text: str) -> Step:
-    """`FROM-TO:DURATION`, e.g. `1000-5000:30s`."""
-    rates, separator, length = text.partition(":")
-    start, dash, end = rates.partition("-")
-    if not separator or not dash:
+def ramp(text: str) -> tuple[float, float, float]:
+    """`FROM:TO:DURATION`, e.g. `1000:20000:30s`: the rates and the length in seconds."""
+    parts = text.split(":")
+    if len(parts) != 3:
         raise argparse.ArgumentTypeError(
-            f"expected FROM-TO:DURATION (e.g. 1000-5000:30s), got {text!r}"
+            f"expected FROM:TO:DURATION (e.g. 1000:20000:30s), got {text!r}"
         )
-    return Step(_rate(start, text), duration(length), end_rate=_rate(end, text))
+    start, end, length = parts
+    return _rate(start, text), _rate(end, text), duration(length)
+
+
+def load_phases(args: argparse.Namespace) -> list[Step]:
+    """The offered load of `bidder loadgen`, as the steps reported one by one."""
+    if args.steps is not None:
+        return [Step(rate, args.step_duration) for rate in args.steps]
+    if args.ramp is not None:
+        start, end, length = args.ramp
+        parts = args.ramp_steps
+        slope = (end - start) / parts
+        return [
+            Step(start + slope * k, length / parts, end_rate=start + slope * (k + 1))
+            for k in range(parts)
+        ]
+    return [Step(args.rate, args.duration)]
 
 
 def target_url(text: str) -> tuple[Target, str]:
@@ -241,14 +262,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _loadgen(args: argparse.Namespace) -> int:
     options = _send_options(args)
-    phases: list[Step] = list(args.phases or [])
-    if args.rate is not None or args.duration is not None:
-        if args.rate is None or args.duration is None:
-            print("bidder loadgen: --rate and --duration go together", file=sys.stderr)
-            return 2
-        phases.insert(0, Step(args.rate, args.duration))
-    if not phases:
-        print("bidder loadgen: give --rate with --duration, or --step/--ramp", file=sys.stderr)
+    phases = load_phases(args)
+    if not any(phase.requests for phase in phases):
+        print("bidder loadgen: the rates given make no request", file=sys.stderr)
         return 2
     templates = synthetic_requests(args.requests, args.seed, options.path)
     watch = _progress(

@@ -23,6 +23,7 @@ complete answer within the per-request timeout, counted from the intended send t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import ipaddress
 import math
@@ -167,6 +168,46 @@ class SecondStats:
 
 
 @dataclass
+class PhaseStats:
+    """What happened to the requests scheduled in one schedule (step, ramp) of an open-loop
+    run: its offered load against what it got."""
+
+    index: int
+    # Seconds from the run's first scheduled send.
+    start: float
+    duration: float
+    offered_start_rate: float
+    offered_end_rate: float
+    scheduled: int
+    sent: int = 0
+    late_sends: int = 0
+    errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    latency: Histogram = field(default_factory=Histogram)
+
+    @property
+    def completed(self) -> int:
+        return sum(self.statuses.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.index + 1,
+            "start_s": round(self.start, 3),
+            "duration_s": round(self.duration, 3),
+            "offered_rate": round(self.scheduled / self.duration, 1),
+            "offered_start_rate": round(self.offered_start_rate, 1),
+            "offered_end_rate": round(self.offered_end_rate, 1),
+            "sent": self.sent,
+            "completed": self.completed,
+            "achieved_rate": round(self.completed / self.duration, 1),
+            "late_sends": self.late_sends,
+            "errors": self.errors,
+            "statuses": {str(status): n for status, n in sorted(self.statuses.items())},
+            "latency_ms": self.latency.to_dict(),
+        }
+
+
+@dataclass
 class LoadResult:
     mode: Literal["closed", "open"]
     duration: float = 0.0
@@ -182,6 +223,8 @@ class LoadResult:
     late_sends: int = 0
     cap_waits: int = 0
     series: list[SecondStats] | None = None
+    # Open loop: one entry per schedule (step, ramp) of the run, in order.
+    phases: list[PhaseStats] = field(default_factory=list)
     # `time.perf_counter()` at the first intended send (open loop) or the first connect.
     start: float = 0.0
 
@@ -212,6 +255,8 @@ class LoadResult:
                 "late_sends": self.late_sends,
                 "cap_waits": self.cap_waits,
             }
+        if self.phases:
+            summary["phases"] = [phase.to_dict() for phase in self.phases]
         if self.series is not None:
             summary["series"] = [second.to_dict() for second in self.series]
         return summary
@@ -337,6 +382,9 @@ class _Engine:
             self.templates = [Request(*template) for template in requests]
             self.encoded = [encode_request(t, target.authority) for t in self.templates]
         self.series: list[SecondStats] | None = [] if series else None
+        # Open loop with several schedules: when each begins (perf_counter), to find the
+        # phase of a request from its intended send time.
+        self.phase_starts: list[float] = []
         self.closed_loop = result.mode == "closed"
         self.start = result.start = time.perf_counter()
         self.counter = 0
@@ -443,6 +491,8 @@ class _Engine:
         self.result.sent += 1
         if self.series is not None:
             self._second(intended).sent += 1
+        if self.phase_starts:
+            self._phase(intended).sent += 1
         connection.send(raw, request, position, intended)
 
     def answered(self, connection: _Connection, keep_alive: bool) -> None:
@@ -456,6 +506,10 @@ class _Engine:
             second = self._second(connection.intended)
             second.completed += 1
             second.latency.record(latency)
+        if self.phase_starts:
+            phase = self._phase(connection.intended)
+            phase.statuses[status] = phase.statuses.get(status, 0) + 1
+            phase.latency.record(latency)
         if self.check is not None and not self._passes(connection, status):
             self._count_error("invalid", connection.intended)
         if self.on_answer is not None:
@@ -484,8 +538,11 @@ class _Engine:
 
     def _count_error(self, kind: str, intended: float | None = None) -> None:
         self.result.errors[kind] = self.result.errors.get(kind, 0) + 1
+        moment = time.perf_counter() if intended is None else intended
         if self.series is not None:
-            self._second(time.perf_counter() if intended is None else intended).errors += 1
+            self._second(moment).errors += 1
+        if self.phase_starts:
+            self._phase(moment).errors += 1
 
     def _done(self) -> None:
         self.in_flight -= 1
@@ -500,6 +557,10 @@ class _Engine:
         while len(self.series) <= second:
             self.series.append(SecondStats(len(self.series)))
         return self.series[second]
+
+    def _phase(self, moment: float) -> PhaseStats:
+        index = max(0, bisect.bisect_right(self.phase_starts, moment) - 1)
+        return self.result.phases[index]
 
     # Timeouts and the end of a run.
 
@@ -595,6 +656,7 @@ async def run_open_loop(
     A send later than `late_threshold` counts in `late_sends`; a request that must wait
     because `max_connections` are all busy counts in `cap_waits`. Requests that never get
     a connection end as timeouts. `watch` runs from the first send to the last answer.
+    With more than one schedule, `result.phases` reports each on its own.
     """
     if isinstance(rate, int | float):
         if duration is None:
@@ -623,6 +685,8 @@ async def run_open_loop(
         await asyncio.gather(*engine.tasks)
         # Series seconds count from the first scheduled send.
         start = engine.start = result.start = time.perf_counter() + 0.001
+        if len(steps) > 1:
+            _plan_phases(engine, start, steps)
         if watch is not None:
             watcher = asyncio.create_task(watch(result))
         await _send_on_schedule(engine, start, steps, late_threshold)
@@ -636,6 +700,28 @@ async def run_open_loop(
     return result
 
 
+def _plan_phases(engine: _Engine, start: float, steps: Sequence[Schedule]) -> None:
+    offset = 0.0
+    for index, step in enumerate(steps):
+        # A ramp offers a changing rate; any other schedule its mean.
+        begin = end = step.requests / step.duration
+        if isinstance(step, Step):
+            begin = step.rate
+            end = step.rate if step.end_rate is None else step.end_rate
+        engine.result.phases.append(
+            PhaseStats(
+                index,
+                offset,
+                step.duration,
+                offered_start_rate=begin,
+                offered_end_rate=end,
+                scheduled=step.requests,
+            )
+        )
+        engine.phase_starts.append(start + offset)
+        offset += step.duration
+
+
 async def _send_on_schedule(
     engine: _Engine, start: float, steps: Sequence[Schedule], late_threshold: float
 ) -> None:
@@ -644,7 +730,8 @@ async def _send_on_schedule(
     clock = time.perf_counter
     step_start = start
     burst = 0
-    for step in steps:
+    for number, step in enumerate(steps):
+        phase = result.phases[number] if result.phases else None
         for offset in step.offsets():
             intended = step_start + offset
             now = clock()
@@ -666,6 +753,8 @@ async def _send_on_schedule(
             lateness.record(late)
             if late > late_threshold:
                 result.late_sends += 1
+                if phase is not None:
+                    phase.late_sends += 1
             if engine.idle:
                 engine.send(engine.idle.pop(), intended)
                 continue

@@ -64,6 +64,7 @@ def build_report(
             "send_lateness_ms": result.send_lateness.to_dict(),
             "cap_waits": result.cap_waits,
         },
+        "steps": [phase.to_dict() for phase in result.phases],
         "series": [second.to_dict() for second in result.series or []],
         "decisions": decisions,
         "recordings": recordings,
@@ -120,6 +121,8 @@ def render_text(report: dict[str, Any]) -> str:
         f"{_ms(schedule['send_lateness_ms']['max'])}, {schedule['cap_waits']:,} waits for "
         "a connection",
     ]
+    if report["steps"]:
+        lines.extend(_step_lines(report["steps"]))
     if report["recordings"] is not None:
         recordings = report["recordings"]
         truncated = len(recordings["truncated_files"])
@@ -130,6 +133,35 @@ def render_text(report: dict[str, Any]) -> str:
     if report["decisions"] is not None:
         lines.extend(_decision_lines(report["decisions"]))
     return "\n".join(lines)
+
+
+def _step_lines(steps: list[dict[str, Any]]) -> list[str]:
+    header = ("step", "offered/s", "achieved/s", "sent", *LATENCY_FIELDS, "late", "errors")
+    rows = [header]
+    for step in steps:
+        offered = f"{step['offered_start_rate']:,.0f}"
+        if step["offered_end_rate"] != step["offered_start_rate"]:
+            offered += f"->{step['offered_end_rate']:,.0f}"
+        latency = step["latency_ms"]
+        rows.append(
+            (
+                str(step["step"]),
+                offered,
+                f"{step['achieved_rate']:,.0f}",
+                f"{step['sent']:,}",
+                *(
+                    "-" if latency[name] is None else f"{latency[name]:.3f}"
+                    for name in LATENCY_FIELDS
+                ),
+                f"{step['late_sends']:,}",
+                f"{step['errors']:,}",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    return ["per step (latencies in ms):"] + [
+        "  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
 
 
 def _decision_lines(diff: dict[str, Any]) -> list[str]:
