@@ -42,27 +42,35 @@ class Network(Construct):
             self,
             "FlowLogs",
             retention=LOG_RETENTION,
-            removal_policy=RemovalPolicy.DESTROY,
+            removal_policy=RemovalPolicy.RETAIN,
         )
         self.vpc.add_flow_log(
             "FlowLog",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
             traffic_type=ec2.FlowLogTrafficType.REJECT,
         )
-        for name, service in (
-            ("EcrApi", ec2.InterfaceVpcEndpointAwsService.ECR),
-            ("EcrDocker", ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER),
-            ("Logs", ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS),
-        ):
-            self.vpc.add_interface_endpoint(
-                name, service=service, private_dns_enabled=True, subnets=self.private_subnets
+        # Closed: each endpoint admits only the security groups `admit` names, not the VPC.
+        self.interface_endpoints = {
+            name: self.vpc.add_interface_endpoint(
+                name,
+                service=service,
+                private_dns_enabled=True,
+                subnets=self.private_subnets,
+                open=False,
             )
-        self.sagemaker_runtime = self.vpc.add_interface_endpoint(
-            "SageMakerRuntime",
-            service=ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME,
-            private_dns_enabled=True,
-            subnets=self.private_subnets,
-        )
+            for name, service in (
+                ("EcrApi", ec2.InterfaceVpcEndpointAwsService.ECR),
+                ("EcrDocker", ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER),
+                ("Logs", ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS),
+                ("SageMakerRuntime", ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME),
+            )
+        }
+        self.sagemaker_runtime = self.interface_endpoints["SageMakerRuntime"]
+
+    def admit(self, client: ec2.IConnectable) -> None:
+        """Let `client` reach every interface endpoint (HTTPS), and nothing else in."""
+        for endpoint in self.interface_endpoints.values():
+            endpoint.connections.allow_default_port_from(client, "HTTPS to AWS services")
 
     def allow_invoke_only(self, endpoint_arn: str) -> None:
         """Limit the SageMaker Runtime interface endpoint to invoking one model endpoint:

@@ -31,6 +31,7 @@ LOG_RETENTION: Final = logs.RetentionDays.ONE_MONTH
 # Rates (percent of bid requests, or of model calls) above which the alarms fire.
 DEADLINE_MISS_RATE_PERCENT: Final = 1.0
 MODEL_CALL_FAILURE_RATE_PERCENT: Final = 1.0
+ERROR_RATE_PERCENT: Final = 0.1
 SHED_RATE_PERCENT: Final = 1.0
 
 # Fargate task sizes offered, by vCPUs: CPU units, memory (MiB) and bidder workers (one per
@@ -76,13 +77,43 @@ class Parameters:
 def define_parameters(scope: Construct) -> Parameters:
     """Declare the stack's CloudFormation parameters and return their values."""
 
-    def string(name: str, description: str, **options: object) -> str:
-        parameter = CfnParameter(scope, name, type="String", description=description, **options)
+    def string(
+        name: str,
+        description: str,
+        *,
+        default: str | None = None,
+        allowed_pattern: str | None = None,
+        allowed_values: list[str] | None = None,
+        constraint_description: str | None = None,
+    ) -> str:
+        parameter = CfnParameter(
+            scope,
+            name,
+            type="String",
+            description=description,
+            default=default,
+            allowed_pattern=allowed_pattern,
+            allowed_values=allowed_values,
+            constraint_description=constraint_description,
+        )
         return parameter.value_as_string
 
-    def number(name: str, description: str, default: float, **options: object) -> float:
+    def number(
+        name: str,
+        description: str,
+        default: float,
+        *,
+        min_value: float | None = None,
+        max_value: float | None = None,
+    ) -> float:
         parameter = CfnParameter(
-            scope, name, type="Number", description=description, default=default, **options
+            scope,
+            name,
+            type="Number",
+            description=description,
+            default=default,
+            min_value=min_value,
+            max_value=max_value,
         )
         return parameter.value_as_number
 

@@ -17,6 +17,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from bidder_deploy import emf
 from bidder_deploy.model_endpoint import ModelEndpoint
 from bidder_deploy.nag import acknowledge
 from bidder_deploy.network import Network
@@ -32,6 +33,8 @@ from bidder_deploy.parameters import (
 from bidder_deploy.storage import Storage
 
 CONTAINER_NAME = "bidder"
+# Writable by the image's unprivileged user, on the task's ephemeral storage.
+RECORD_DIR = "/tmp/bidder-recorded"  # noqa: S108 (the task's own storage, no other user)
 # The image is the bidder's (Python is there), so the check needs no curl in it.
 HEALTH_CHECK = (
     "import urllib.request; "
@@ -87,7 +90,7 @@ class Service(Construct):
         )
 
         self.log_group = logs.LogGroup(
-            self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
+            self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.RETAIN
         )
         task = ecs.FargateTaskDefinition(
             self,
@@ -112,7 +115,12 @@ class Service(Construct):
                 "BIDDER_SCORER": "sagemaker",
                 "BIDDER_SAGEMAKER_ENDPOINT_NAME": model.endpoint_name,
                 "BIDDER_SAGEMAKER_REGION": Aws.REGION,
+                # EMF documents on stdout: the awslogs driver carries them to CloudWatch.
                 "BIDDER_EMF_SINK": "stdout",
+                "BIDDER_EMF_NAMESPACE": emf.NAMESPACE,
+                "BIDDER_EMF_SERVICE": emf.SERVICE,
+                # Files are written here (the task's ephemeral storage), then uploaded.
+                "BIDDER_RECORD_DIR": RECORD_DIR,
                 "BIDDER_RECORD_S3_BUCKET": storage.bucket.bucket_name,
                 "BIDDER_RECORD_S3_PREFIX": RECORD_PREFIX,
                 "BIDDER_RECORD_S3_KMS_KEY_ID": storage.key.key_arn,
@@ -158,6 +166,12 @@ class Service(Construct):
         )
         acknowledge(
             task,
+            "CloudFormation-Validate::E3047",
+            "CPU and memory come from one row of the BidderTaskSizes mapping, each row a valid "
+            "Fargate size; the validator pairs every CPU with every memory of the mapping.",
+        )
+        acknowledge(
+            task,
             "AwsSolutions-ECS2",
             "None of these variables is a secret: they name the endpoint, region, bucket, "
             "prefix and key, and set the bidder's mode. Credentials come from the task role.",
@@ -181,6 +195,7 @@ class Service(Construct):
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
             health_check_grace_period=Duration.seconds(60),
         )
+        network.admit(self.service)
         scaling = self.service.auto_scale_task_count(
             min_capacity=params.bidder_min_tasks, max_capacity=params.bidder_max_tasks
         )
@@ -195,7 +210,7 @@ class Service(Construct):
             self,
             "NlbSecurityGroup",
             vpc=network.vpc,
-            description="Bid requests to the bidder's load balancer",
+            description="Bid requests to the load balancer of the bidder",
             allow_all_outbound=False,
         )
         # Clients inside the VPC, or reaching it through PrivateLink, peering or a transit
@@ -240,8 +255,6 @@ class Service(Construct):
             "An NLB writes access logs for TLS listeners only; this one passes TCP through. "
             "The bidder counts every request in its own metrics.",
         )
-
-
 
 
 def _logical_id(resource: Resource) -> str:
