@@ -37,7 +37,18 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the bid server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the bid server.")
     workers: int = Field(1, ge=1, le=256, description="Worker processes.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Level of the JSON log lines written to stderr."
+    )
+    log_error_samples: int = Field(
+        5,
+        ge=1,
+        le=10_000,
+        description="Most log lines per kind of bid-path error in each log_error_interval_seconds.",
+    )
+    log_error_interval_seconds: int = Field(
+        10, ge=1, le=3600, description="Window of log_error_samples; the rest are only counted."
+    )
     shutdown_grace_seconds: int = Field(
         25, ge=1, le=29, description="Time in-flight requests get to finish on SIGTERM."
     )

@@ -32,7 +32,7 @@ from bidder.server.admission import AdmissionControl
 from bidder.server.deadline import DeadlinePolicy, ModelTimeEstimate
 from bidder.server.state import AppState
 from bidder.settings import Settings
-from bidder.telemetry import Metrics, Throttle
+from bidder.telemetry import Metrics, SampledLog
 
 BID_PATH: Final = "/openrtb2/bid"
 VERSION_HEADER: Final = b"x-openrtb-version"
@@ -52,7 +52,10 @@ class BidEndpoint:
         self.max_imps = settings.max_imps
         self.max_json_depth = settings.max_json_depth
         self.default_version = settings.openrtb_version.encode()
-        self.throttle = Throttle()
+        # Bid-path errors are logged as samples; the metrics count every one of them.
+        self.errors = SampledLog(
+            logger, interval=settings.log_error_interval_seconds, limit=settings.log_error_samples
+        )
         self.deadlines = DeadlinePolicy(
             network_allowance=settings.deadline_network_allowance_ms / 1000,
             ceiling=settings.deadline_ceiling_ms / 1000,
@@ -63,6 +66,8 @@ class BidEndpoint:
             max_queue_delay=settings.admission_max_queue_ms / 1000,
             min_concurrency=settings.admission_min_concurrency,
         )
+        admission = self.admission
+        metrics.in_flight.follow(lambda: admission.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -87,6 +92,7 @@ class BidEndpoint:
         metrics = self.metrics
         metrics.outcome["no_bid"].inc()
         metrics.no_bid_reason["overload"].inc()
+        metrics.shed.inc()
         metrics.request_time.observe(elapsed)
 
     async def _answer(
@@ -106,8 +112,12 @@ class BidEndpoint:
             await self._bid(body, arrival, started, version, send)
         except RequestError as exc:
             self.metrics.rejected(exc.status_code)
-            if self.throttle.allow(type(exc).__name__):
-                logger.debug("rejected bid request", extra={"error": exc.message})
+            self.errors.log(
+                logging.WARNING,
+                type(exc).__name__,
+                "bid request refused",
+                {"status": exc.status_code, "error": exc.message, "field": _field(exc)},
+            )
             headers = [_JSON, (VERSION_HEADER, version)]
             await respond(send, exc.status_code, orjson.dumps({"error": exc.message}), headers)
         self.metrics.request_time.observe(time.perf_counter() - started)
@@ -200,19 +210,27 @@ class BidEndpoint:
             response = runtime.policy.respond(request, decisions)
             metrics.stage["decide"].observe(time.perf_counter() - scored)
         except ScoringError as exc:
-            if self.throttle.allow(exc.reason):
-                logger.warning("model failed to score", extra={"reason": exc.reason})
+            self.errors.log(
+                logging.WARNING, exc.reason, "model failed to score", {"request_id": request.id}
+            )
             reason = "circuit_open" if exc.reason == "circuit_open" else "model_error"
             await self._no_bid(send, version, reason)
             return
         except Exception:
-            if self.throttle.allow("internal_error"):
-                logger.exception("bid path failed; answering no-bid")
+            self.errors.log(
+                logging.ERROR,
+                "internal_error",
+                "bid path failed; answering no-bid",
+                {"request_id": request.id},
+                exc_info=True,
+            )
             await self._no_bid(send, version, "internal_error", outcome="error")
             return
         observe_score = metrics.score.observe
         for decision in decisions:
             observe_score(decision.score)
+            if decision.reason is None and decision.price is not None:
+                metrics.bid_price.observe(decision.price)
             metrics.imp_decision["bid" if decision.reason is None else decision.reason].inc()
         if response is None:
             await self._no_bid(send, version, decisions[0].reason or "no_creative")
@@ -226,6 +244,11 @@ class BidEndpoint:
         self.metrics.outcome[outcome].inc()
         self.metrics.no_bid_reason[reason].inc()
         await respond(send, 204, b"", [(VERSION_HEADER, version)])
+
+
+def _field(error: RequestError) -> str | None:
+    """The field path an invalid request failed at, when the error names one."""
+    return error.path or None if isinstance(error, InvalidRequest) else None
 
 
 def _negotiate_version(value: bytes) -> bytes:

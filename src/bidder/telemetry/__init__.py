@@ -1,6 +1,6 @@
 """Telemetry: Prometheus metrics and structured logs."""
 
-from bidder.telemetry.logging import JsonFormatter, Throttle, configure_logging
+from bidder.telemetry.logging import JsonFormatter, SampledLog, Throttle, configure_logging
 from bidder.telemetry.metrics import LATENCY_BUCKETS, OUTCOMES, STAGES, Metrics
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "STAGES",
     "JsonFormatter",
     "Metrics",
+    "SampledLog",
     "Throttle",
     "configure_logging",
 ]

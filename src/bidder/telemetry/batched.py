@@ -15,6 +15,7 @@ bisection per observation serves both, and each Prometheus bucket stays exact.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 from bidder.telemetry.distribution import Distribution, Grid, LogBuckets
@@ -96,23 +97,28 @@ class BatchedCounter:
 
 
 class BatchedGauge:
-    """Stands for one gauge child whose value only the event loop changes (requests in
-    flight, say): `flush` sets the child to the current value."""
+    """Stands for one gauge child: the last value given to `set`, or the value of the
+    function given to `follow` (requests in flight, kept by admission control), reaches the
+    child at `flush`, so that setting it costs an attribute store and following it nothing."""
 
-    __slots__ = ("_child", "_flushed", "value")
+    __slots__ = ("_child", "_flushed", "_read", "value")
 
     def __init__(self, child: Any) -> None:
         self._child = child
         self.value = 0.0
         self._flushed = 0.0
+        self._read: Callable[[], float] | None = None
 
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
+    def set(self, value: float) -> None:
+        self.value = value
 
-    def dec(self, amount: float = 1.0) -> None:
-        self.value -= amount
+    def follow(self, read: Callable[[], float]) -> None:
+        """Take the value from `read` at each flush instead."""
+        self._read = read
 
     def flush(self) -> None:
+        if self._read is not None:
+            self.value = self._read()
         if self.value != self._flushed:
             self._child.set(self.value)
             self._flushed = self.value

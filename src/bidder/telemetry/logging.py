@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from typing import Any
@@ -51,17 +52,56 @@ def configure_logging(level: str) -> None:
 
 
 class Throttle:
-    """Lets an event through at most once per `interval` seconds per key; counts the rest."""
+    """Lets at most `limit` events per key through in each `interval` seconds (a window that
+    starts with the first event let through) and counts the rest, so that an error repeated
+    on every bid request becomes a few sampled log lines, not a flood."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, limit: int = 1) -> None:
+        if interval <= 0 or limit < 1:
+            raise ValueError("Throttle needs interval > 0 and limit >= 1")
         self.interval = interval
-        self._last: dict[str, float] = {}
+        self.limit = limit
+        # key -> (start of its window, events let through in it)
+        self._windows: dict[str, tuple[float, int]] = {}
         self.suppressed: dict[str, int] = {}
 
     def allow(self, key: str) -> bool:
         now = time.monotonic()
-        if now - self._last.get(key, -self.interval) >= self.interval:
-            self._last[key] = now
+        started, allowed = self._windows.get(key, (-math.inf, 0))
+        if now - started >= self.interval:
+            self._windows[key] = (now, 1)
+            return True
+        if allowed < self.limit:
+            self._windows[key] = (started, allowed + 1)
             return True
         self.suppressed[key] = self.suppressed.get(key, 0) + 1
         return False
+
+    def take_suppressed(self, key: str) -> int:
+        """How many events of `key` were held back since this was last asked (for the next
+        line let through to report)."""
+        return self.suppressed.pop(key, 0)
+
+
+class SampledLog:
+    """Log lines of recurring kinds (a rejected request, a model failure), at most `limit`
+    per kind in each `interval` seconds; each line carries its `kind` and how many of that
+    kind were held back before it (`suppressed`)."""
+
+    def __init__(self, logger: logging.Logger, *, interval: float, limit: int) -> None:
+        self._logger = logger
+        self._throttle = Throttle(interval, limit)
+
+    def log(
+        self,
+        level: int,
+        kind: str,
+        message: str,
+        extra: dict[str, Any] | None = None,
+        *,
+        exc_info: bool = False,
+    ) -> None:
+        if not self._logger.isEnabledFor(level) or not self._throttle.allow(kind):
+            return
+        fields = {**(extra or {}), "kind": kind, "suppressed": self._throttle.take_suppressed(kind)}
+        self._logger.log(level, message, extra=fields, exc_info=exc_info)

@@ -11,7 +11,7 @@ import asyncio
 import os
 import platform
 from collections.abc import Callable
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,6 +28,7 @@ from bidder import __version__
 from bidder.decision.policy import NoBidReason
 from bidder.telemetry.batched import BatchedCounter, BatchedGauge, BatchedHistogram
 from bidder.telemetry.distribution import Distribution, Grid, LogBuckets
+from bidder.telemetry.process import SummedProcessMetrics
 from bidder.telemetry.scrape import multiprocess_registry
 
 # Dense from 0.1 ms to 100 ms: an exchange's whole budget is typically 100-300 ms, and the
@@ -107,8 +108,13 @@ REQUEST_NO_BID_REASONS: Final = (
 
 MODEL_RELOAD_OUTCOMES: Final = ("ok", "refused")
 EMF_DOCUMENT_OUTCOMES: Final = ("written", "dropped")
+RECORDER_OUTCOMES: Final = ("written", "dropped")
 
 MULTIPROCESS_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class _Flushable(Protocol):
+    def flush(self) -> None: ...
 
 
 def multiprocess_dir() -> str | None:
@@ -119,9 +125,13 @@ def multiprocess_dir() -> str | None:
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # Process CPU and memory: read at each scrape with one worker; with several, each
+        # worker's copied at flush into metrics the scrape sums.
+        self._flushed: list[_Flushable] = []
         if multiprocess_dir() is None:
-            # Per-process CPU and memory; with several workers each is its own target.
             ProcessCollector(registry=registry)
+        else:
+            self._flushed.append(SummedProcessMetrics(registry))
         self.requests = Counter(
             "bidder_requests",
             "Bid requests answered, by outcome (bid, no_bid, invalid, error).",
@@ -247,6 +257,20 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.recorder_records = Counter(
+            "bidder_recorder_records",
+            "Requests offered to the traffic recorder, by outcome: written to a file, or "
+            "dropped (its queue was full, or a write failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.recorder_queue_depth_gauge = Gauge(
+            "bidder_recorder_queue_depth",
+            "Records waiting to be written by the traffic recorder (with several workers, "
+            "the sum).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         for outcome in MODEL_RELOAD_OUTCOMES:
             self.model_reloads.labels(outcome)
         for outcome in EMF_DOCUMENT_OUTCOMES:
@@ -266,9 +290,17 @@ class Metrics:
         self.score = BatchedHistogram(self.model_score)
         self.batch_size = BatchedHistogram(self.batch_rows, BATCH_ROWS_FINE_BUCKETS)
         self.batch_wait = BatchedHistogram(self.batch_queue_wait)
+        # Follows admission control's count (`BidEndpoint`): read at flush, never per request.
         self.in_flight = BatchedGauge(self.in_flight_requests)
         self.shed = BatchedCounter(self.shed_requests)
         self.bid_price = BatchedHistogram(self.bid_prices)
+        # The recorder may count from its writer thread, so these are the (locked) children
+        # themselves; it counts per flushed batch, or per request only when it drops them.
+        self._recorder_written = self.recorder_records.labels("written")
+        self._recorder_dropped = self.recorder_records.labels("dropped")
+        # `recorder_queue_depth.set(n)` is an attribute store, safe from any thread; the value
+        # reaches /metrics at the next flush.
+        self.recorder_queue_depth = BatchedGauge(self.recorder_queue_depth_gauge)
         # Remote model calls are recorded directly (their labels come from the response);
         # their fine distribution is kept beside them.
         self.model_call_time = Distribution(
@@ -276,7 +308,7 @@ class Metrics:
         )
         self._flush_listeners: list[Callable[[], None]] = []
         self.model_version = "none"  # until `set_model`
-        self._batched: list[BatchedCounter | BatchedHistogram | BatchedGauge] = [
+        self._flushed += [
             *self.outcome.values(),
             *self.no_bid_reason.values(),
             *self.imp_decision.values(),
@@ -288,12 +320,13 @@ class Metrics:
             self.in_flight,
             self.shed,
             self.bid_price,
+            self.recorder_queue_depth,
         ]
 
     def flush(self) -> None:
         """Fold what the hot path recorded into the Prometheus metrics."""
-        for batched in self._batched:
-            batched.flush()
+        for flushed in self._flushed:
+            flushed.flush()
         for listener in self._flush_listeners:
             listener()
 
@@ -344,3 +377,12 @@ class Metrics:
 
     def model_reloaded(self, outcome: Literal["ok", "refused"]) -> None:
         self.model_reloads.labels(outcome).inc()
+
+    def recorder_written(self, records: int = 1) -> None:
+        """`records` requests reached the recorder's files (safe from any thread)."""
+        self._recorder_written.inc(records)
+
+    def recorder_dropped(self, records: int = 1) -> None:
+        """`records` requests could not be recorded: queue full, or a write failed (safe
+        from any thread)."""
+        self._recorder_dropped.inc(records)

@@ -80,7 +80,7 @@ class Sink(ABC):
     def _drop(self, problem: str) -> None:
         self._dropped.inc()
         if self._throttle.allow("dropped"):
-            suppressed = self._throttle.suppressed.pop("dropped", 0)
+            suppressed = self._throttle.take_suppressed("dropped")
             logger.warning(
                 "EMF document dropped",
                 extra={"sink": self.name, "problem": problem, "also_dropped": suppressed},
