@@ -1,7 +1,7 @@
 """Feature vectors: the versioned spec, stable hashing and the vectorizer."""
 
 from bidder.features.hashing import stable_hash
-from bidder.features.sources import SOURCES, RequestContext, Source
+from bidder.features.sources import SOURCES, Source
 from bidder.features.spec import (
     FEATURE_SPEC_FILENAME,
     Feature,
@@ -19,7 +19,6 @@ __all__ = [
     "FeatureSpec",
     "HashEncoding",
     "NumericEncoding",
-    "RequestContext",
     "Rows",
     "Source",
     "Vectorizer",

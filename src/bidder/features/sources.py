@@ -1,68 +1,81 @@
 """The named places a feature can come from.
 
-A source is a small function of the request (evaluated once per request) or of one
-impression (evaluated per impression). Naming them, instead of allowing arbitrary JSON
+A source is a Python expression over the request, evaluated once per request, or over one
+impression, evaluated per impression. Naming them, instead of allowing arbitrary JSON
 paths, keeps the spec declarative and the hot path free of path interpretation, and lets
 derived values (local hour, ad size, inventory channel) be defined once for training and
-serving alike.
+serving alike. The vectorizer compiles the expressions of a spec's sources into one
+function (`bidder.features.compiler`); the expressions are this module's own text, never
+anything read from a spec.
+
+The names an expression may use: `request` (the `BidRequest`), `device` and `geo` (the
+request's, or empty ones when it has none, so that every field reads as None), `local_time`
+(the arrival time in the user's time zone, a `time.struct_time`), and per impression `imp`
+and `size` (the slot's `(w, h)`, or None); plus the helpers below.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-from bidder.openrtb.model import BidRequest, Imp, Publisher
+from bidder.openrtb.model import BidRequest, Device, Geo, Imp, Publisher
 
 Value = float | int | str | None
+# What an expression gives, so that its encoding can skip the checks it cannot need:
+# `int` is never None, `int?` and `str?` may be None, `float` is never None.
+Kind = Literal["int", "int?", "float", "str?"]
+Local = Literal["device", "geo", "local_time", "size"]
 
-
-@dataclass(frozen=True, slots=True)
-class RequestContext:
-    """What request-level sources see: the request and its moment in the user's local time."""
-
-    request: BidRequest
-    local_time: time.struct_time
-
-    @classmethod
-    def at(cls, request: BidRequest, now: float) -> RequestContext:
-        geo = request.device.geo if request.device is not None else None
-        offset_minutes = geo.utcoffset if geo is not None and geo.utcoffset is not None else 0
-        # utcoffset is bounded to ±2^31 minutes by the decoder; clamp to real time zones.
-        offset_minutes = max(-14 * 60, min(14 * 60, offset_minutes))
-        return cls(request, time.gmtime(now + offset_minutes * 60))
+# Every field of these reads as None: a request without a device (or a device without a
+# geo) needs no check in the expressions.
+NO_DEVICE: Final = Device()
+NO_GEO: Final = Geo()
+# utcoffset is bounded to ±2^31 minutes by the decoder; clamped to real time zones.
+_MAX_UTC_OFFSET_MINUTES: Final = 14 * 60
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
     scope: Literal["request", "imp", "constant"]
-    extract: Callable[..., Value]
+    expression: str
+    kind: Kind
     description: str
+    # The derived locals the expression reads, computed once per request or impression.
+    needs: tuple[Local, ...] = ()
 
 
-def _publisher(request: BidRequest) -> Publisher | None:
+def local_time_of(geo: Geo, now: float) -> time.struct_time:
+    """`now` (seconds since the epoch) in the user's time zone, from `geo.utcoffset`."""
+    offset_minutes = geo.utcoffset if geo.utcoffset is not None else 0
+    offset_minutes = max(-_MAX_UTC_OFFSET_MINUTES, min(_MAX_UTC_OFFSET_MINUTES, offset_minutes))
+    return time.gmtime(now + offset_minutes * 60)
+
+
+def publisher_id(request: BidRequest) -> str | None:
+    publisher: Publisher | None = None
     for inventory in (request.site, request.app, request.dooh):
         if inventory is not None:
-            return inventory.publisher
-    return None
+            publisher = inventory.publisher
+            break
+    return publisher.id if publisher is not None else None
 
 
-def _domain(request: BidRequest) -> str | None:
+def domain(request: BidRequest) -> str | None:
     for inventory in (request.site, request.app, request.dooh):
         if inventory is not None and inventory.domain:
             return inventory.domain
     return None
 
 
-def _domain_or_bundle(request: BidRequest) -> str | None:
+def domain_or_bundle(request: BidRequest) -> str | None:
     if request.app is not None and request.app.bundle:
         return request.app.bundle
-    return _domain(request)
+    return domain(request)
 
 
-def _channel(request: BidRequest) -> int | None:
+def channel(request: BidRequest) -> int | None:
     if request.site is not None:
         return 1
     if request.app is not None:
@@ -72,7 +85,7 @@ def _channel(request: BidRequest) -> int | None:
     return None
 
 
-def _ad_type(imp: Imp) -> int | None:
+def ad_type(imp: Imp) -> int | None:
     if imp.banner is not None:
         return 1
     if imp.video is not None:
@@ -84,7 +97,7 @@ def _ad_type(imp: Imp) -> int | None:
     return None
 
 
-def _ad_size(imp: Imp) -> tuple[int, int] | None:
+def ad_size(imp: Imp) -> tuple[int, int] | None:
     banner = imp.banner
     if banner is not None:
         if banner.w and banner.h:
@@ -99,76 +112,81 @@ def _ad_size(imp: Imp) -> tuple[int, int] | None:
     return None
 
 
-def _ad_size_label(imp: Imp) -> str | None:
-    size = _ad_size(imp)
-    return f"{size[0]}x{size[1]}" if size is not None else None
+def _request(expression: str, kind: Kind, description: str, *needs: Local) -> Source:
+    return Source("request", expression, kind, description, needs)
 
 
-def _ad_width(imp: Imp) -> int | None:
-    size = _ad_size(imp)
-    return size[0] if size is not None else None
-
-
-def _ad_height(imp: Imp) -> int | None:
-    size = _ad_size(imp)
-    return size[1] if size is not None else None
-
-
-def _geo_field(name: str) -> Callable[[RequestContext], Value]:
-    def extract(context: RequestContext) -> Value:
-        device = context.request.device
-        geo = device.geo if device is not None else None
-        return getattr(geo, name) if geo is not None else None
-
-    return extract
-
-
-def _device_field(name: str) -> Callable[[RequestContext], Value]:
-    def extract(context: RequestContext) -> Value:
-        device = context.request.device
-        return getattr(device, name) if device is not None else None
-
-    return extract
-
-
-def _os(context: RequestContext) -> str | None:
-    device = context.request.device
-    return device.os.lower() if device is not None and device.os else None
-
-
-def _publisher_id(context: RequestContext) -> str | None:
-    publisher = _publisher(context.request)
-    return publisher.id if publisher is not None else None
+def _imp(expression: str, kind: Kind, description: str, *needs: Local) -> Source:
+    return Source("imp", expression, kind, description, needs)
 
 
 SOURCES: dict[str, Source] = {
-    "hour_of_day": Source(
-        "request", lambda c: c.local_time.tm_hour, "hour 0-23 in the user's time zone"
+    "hour_of_day": _request(
+        "local_time.tm_hour", "int", "hour 0-23 in the user's time zone", "local_time"
     ),
-    "day_of_week": Source(
-        "request", lambda c: c.local_time.tm_wday, "day 0 (Monday) to 6 in the user's time zone"
+    "day_of_week": _request(
+        "local_time.tm_wday", "int", "day 0 (Monday) to 6 in the user's time zone", "local_time"
     ),
-    "device_type": Source("request", _device_field("devicetype"), "device.devicetype"),
-    "connection_type": Source("request", _device_field("connectiontype"), "device.connectiontype"),
-    "device_make": Source("request", _device_field("make"), "device.make"),
-    "os": Source("request", _os, "device.os, lower-cased"),
-    "country": Source("request", _geo_field("country"), "device.geo.country"),
-    "region": Source("request", _geo_field("region"), "device.geo.region"),
-    "city": Source("request", _geo_field("city"), "device.geo.city"),
-    "domain": Source("request", lambda c: _domain(c.request), "site/app/dooh domain"),
-    "domain_or_bundle": Source(
-        "request", lambda c: _domain_or_bundle(c.request), "app.bundle, else the domain"
+    "device_type": _request("device.devicetype", "int?", "device.devicetype", "device"),
+    "connection_type": _request(
+        "device.connectiontype", "int?", "device.connectiontype", "device"
     ),
-    "publisher_id": Source("request", _publisher_id, "publisher.id of the site/app/dooh"),
-    "channel": Source("request", lambda c: _channel(c.request), "1 site, 2 app, 3 dooh"),
-    "ad_type": Source("imp", _ad_type, "1 banner, 2 video, 3 audio, 4 native"),
-    "ad_width": Source("imp", _ad_width, "banner/format/video width"),
-    "ad_height": Source("imp", _ad_height, "banner/format/video height"),
-    "ad_size": Source("imp", _ad_size_label, "'WxH' of the ad slot"),
-    "bidfloor": Source("imp", lambda imp: imp.bidfloor, "imp.bidfloor"),
-    "interstitial": Source("imp", lambda imp: imp.instl, "imp.instl"),
-    "ad_position": Source(
-        "imp", lambda imp: imp.banner.pos if imp.banner is not None else None, "banner.pos"
+    "device_make": _request("device.make", "str?", "device.make", "device"),
+    "os": _request(
+        "device.os.lower() if device.os else None", "str?", "device.os, lower-cased", "device"
     ),
-    "constant": Source("constant", lambda: None, "the feature's own `value`"),
+    "country": _request("geo.country", "str?", "device.geo.country", "geo"),
+    "region": _request("geo.region", "str?", "device.geo.region", "geo"),
+    "city": _request("geo.city", "str?", "device.geo.city", "geo"),
+    "domain": _request("domain(request)", "str?", "site/app/dooh domain"),
+    "domain_or_bundle": _request(
+        "domain_or_bundle(request)", "str?", "app.bundle, else the domain"
+    ),
+    "publisher_id": _request(
+        "publisher_id(request)", "str?", "publisher.id of the site/app/dooh"
+    ),
+    "channel": _request("channel(request)", "int?", "1 site, 2 app, 3 dooh"),
+    "ad_type": _imp("ad_type(imp)", "int?", "1 banner, 2 video, 3 audio, 4 native"),
+    "ad_width": _imp(
+        "None if size is None else size[0]", "int?", "banner/format/video width", "size"
+    ),
+    "ad_height": _imp(
+        "None if size is None else size[1]", "int?", "banner/format/video height", "size"
+    ),
+    "ad_size": _imp(
+        "None if size is None else f'{size[0]}x{size[1]}'", "str?", "'WxH' of the ad slot", "size"
+    ),
+    "bidfloor": _imp("imp.bidfloor", "float", "imp.bidfloor"),
+    "interstitial": _imp("imp.instl", "int", "imp.instl"),
+    "ad_position": _imp(
+        "None if imp.banner is None else imp.banner.pos", "int?", "banner.pos"
+    ),
+    "constant": Source("constant", "", "float", "the feature's own `value`"),
+}
+
+# How each derived local is computed, in dependency order.
+LOCALS: Final[dict[Local, str]] = {
+    "device": "NO_DEVICE if request.device is None else request.device",
+    "geo": "NO_GEO if device.geo is None else device.geo",
+    "local_time": "local_time_of(geo, now)",
+    "size": "ad_size(imp)",
+}
+# What each local needs before it.
+LOCAL_NEEDS: Final[dict[Local, tuple[Local, ...]]] = {
+    "device": (),
+    "geo": ("device",),
+    "local_time": ("geo", "device"),
+    "size": (),
+}
+# The module-level names expressions may call.
+HELPERS: Final = {
+    "NO_DEVICE": NO_DEVICE,
+    "NO_GEO": NO_GEO,
+    "local_time_of": local_time_of,
+    "publisher_id": publisher_id,
+    "domain": domain,
+    "domain_or_bundle": domain_or_bundle,
+    "channel": channel,
+    "ad_type": ad_type,
+    "ad_size": ad_size,
 }
