@@ -58,7 +58,7 @@ def decode_bid_request(
     another error.
     """
     if _nests_deeper_than(body, max_depth):
-        raise InvalidRequest(f"body: JSON nested deeper than {max_depth} levels")
+        raise InvalidRequest(f"body: JSON nested too deeply (limit {max_depth} levels)")
     try:
         request = _DECODER.decode(body)
     except msgspec.ValidationError as exc:
@@ -68,6 +68,8 @@ def decode_bid_request(
     except UnicodeDecodeError:
         raise InvalidRequest("body: not valid UTF-8") from None
     except RecursionError:
+        # Only malformed JSON can slip past the depth check (its strings cannot be told
+        # apart); msgspec then refuses it before the interpreter's stack runs out.
         raise InvalidRequest("body: JSON nested too deeply") from None
     validate_bid_request(request, max_imps=max_imps)
     return request
