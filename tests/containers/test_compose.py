@@ -159,3 +159,12 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard(
     dashboard = json.loads((dashboards / "bidder.json").read_text())
     used = {panel["datasource"]["uid"] for panel in dashboard["panels"] if "datasource" in panel}
     assert used == {datasource["uid"]}, "every panel queries the provisioned datasource"
+
+
+def test_the_readme_lists_every_published_port(services: dict[str, Any]) -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("## Local stack", 1)[1].split("\n## ", 1)[0]
+    assert "docker compose -f docker/compose.yaml up" in section
+    for name in PUBLISHED:
+        for port in published_ports(services[name]):
+            assert f"http://127.0.0.1:{port}" in section, f"{name}'s port {port}"
