@@ -17,11 +17,13 @@ waiting handler by dripping a body a byte at a time, or open connections and sen
 - `keepalive_timeout_seconds` also from the moment a connection opens, not only after
   its first response.
 
-A refused request is answered 400 with `{"error": ...}` naming the limit (as nginx answers
-an oversized header block; 431 and 408 are not statuses an exchange expects) and the
-connection is closed, since its framing can no longer be trusted. A request uvicorn cannot
-parse gets the same JSON 400 instead of uvicorn's plain text, and uvicorn's warning about it
-is throttled: hostile clients must not be able to flood the logs.
+A refused request is answered with `{"error": ...}` naming the limit: 431 for headers over
+`max_header_bytes`, 408 for a request not read within `request_read_timeout_ms`, and 400 for
+bytes that are not HTTP/1.1 (instead of uvicorn's plain text). The connection is then
+closed, since its framing can no longer be trusted. When an earlier request on the
+connection is still owed its response, that response goes out first and the connection
+closes after it (HTTP answers in order, so the refusal itself cannot be sent). uvicorn's
+warning about unparsable requests is throttled: hostile clients must not flood the logs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import TimerHandle
+from http import HTTPStatus
 from typing import Any, Final
 
 import orjson
@@ -59,7 +62,8 @@ logging.getLogger("uvicorn.error").addFilter(_ThrottledWarnings())
 
 
 class _LimitExceeded(Exception):
-    """Raised inside a parser callback to stop httptools; uvicorn then answers 400."""
+    """Raised inside a parser callback to stop httptools; uvicorn then calls
+    `send_400_response`, which answers the refusal kept aside instead."""
 
 
 class LimitedHttpProtocol(BidderHttpProtocol):
@@ -81,14 +85,12 @@ class LimitedHttpProtocol(BidderHttpProtocol):
         self._read_bytes = 0  # the size of the read being parsed
         self._request_bytes = 0  # bytes read since (and with) the read the request began in
         self._first_read_bytes = 0
-        self._refusal: str | None = None
+        self._refusal: tuple[HTTPStatus, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # uvicorn arms its idle timer only after a response; a silent connection would stay.
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
+        self._arm_keep_alive()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_read_timer()
@@ -98,13 +100,19 @@ class LimitedHttpProtocol(BidderHttpProtocol):
         self._read_bytes = len(data)
         self._request_bytes += self._read_bytes
         super().data_received(data)
-        if not self._in_request or self.transport.is_closing():
-            return  # the usual case: the whole request came in this read
+        if self.transport.is_closing():
+            return
+        if not self._in_request:
+            # uvicorn disarmed the idle timer on these bytes; if they began no request (blank
+            # lines between requests) and no response is owed, the connection is idle again.
+            if self.timeout_keep_alive_task is None and self._idle():
+                self._arm_keep_alive()
+            return
         if (
             self._awaiting_headers
             and self._request_bytes - self._first_read_bytes > self._max_header_bytes
         ):
-            self.send_400_response(self._headers_too_large())
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, self._headers_too_large())
             return
         if self._read_timer is None:
             self._read_timer = self.loop.call_later(self._read_timeout, self._read_timed_out)
@@ -120,7 +128,7 @@ class LimitedHttpProtocol(BidderHttpProtocol):
         if self._request_bytes > self._max_header_bytes and self._header_bytes() > (
             self._max_header_bytes
         ):
-            self._refusal = self._headers_too_large()
+            self._refusal = (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, self._headers_too_large())
             raise _LimitExceeded
         super().on_headers_complete()
 
@@ -130,37 +138,52 @@ class LimitedHttpProtocol(BidderHttpProtocol):
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        """Answer a request that cannot be served (unparsable, or over a limit) and close.
-
-        uvicorn calls this with its own message when httptools fails, which includes a limit
-        raised from inside a parser callback: that limit's message, kept aside, wins."""
-        message = self._refusal or msg
+        """uvicorn's answer to bytes httptools cannot parse, which includes a limit raised
+        from inside a parser callback: that limit's refusal, kept aside, wins."""
+        refusal = self._refusal or (HTTPStatus.BAD_REQUEST, "request: not valid HTTP/1.1")
         self._refusal = None
+        self._refuse(*refusal)
+
+    def _refuse(self, status: HTTPStatus, message: str) -> None:
+        """Answer `status` with a JSON error and close the connection, or, when an earlier
+        response is still owed, stop reading and close once that response is out."""
+        self._disarm_read_timer()
+        self._in_request = False
+        cycle = self.cycle
         if self._can_answer():
             body = orjson.dumps({"error": message})
             self.transport.write(
-                b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                % (status.value, status.phrase.encode(), len(body), body)
             )
+        elif cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False  # uvicorn closes the connection after this response
+            self.flow.pause_reading()
+            return
         self.transport.close()
 
     def _read_timed_out(self) -> None:
         self._read_timer = None
         if self.transport.is_closing():
             return
-        self.send_400_response(
-            f"request: not received in full within {self._read_timeout * 1000:.0f} ms"
+        self._refuse(
+            HTTPStatus.REQUEST_TIMEOUT,
+            f"request: not received in full within {self._read_timeout * 1000:.0f} ms",
         )
+
+    def _idle(self) -> bool:
+        """Whether no response is owed on this connection."""
+        cycle = self.cycle
+        return (cycle is None or cycle.response_complete) and not self.pipeline
 
     def _can_answer(self) -> bool:
         """Whether a response may be written now: none is under way for this request, and
         every earlier request on the connection has had its response (HTTP answers in order)."""
         cycle = self.cycle
-        if cycle is None:
-            return True
-        if cycle.scope is self.scope:  # this request already reached the app
+        if cycle is not None and cycle.scope is self.scope:  # this request reached the app
             return not cycle.response_started
-        return cycle.response_complete and not self.pipeline
+        return self._idle()
 
     def _header_bytes(self) -> int:
         return len(self.url) + sum(
@@ -169,6 +192,11 @@ class LimitedHttpProtocol(BidderHttpProtocol):
 
     def _headers_too_large(self) -> str:
         return f"headers: larger than the limit of {self._max_header_bytes} bytes"
+
+    def _arm_keep_alive(self) -> None:
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
     def _disarm_read_timer(self) -> None:
         if self._read_timer is not None:
