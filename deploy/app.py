@@ -9,5 +9,4 @@ from __future__ import annotations
 from bidder_deploy.stack import build_app
 
 if __name__ == "__main__":
-    app, _ = build_app()
-    app.synth()
+    build_app().app.synth()

@@ -15,7 +15,7 @@ from constructs import Construct
 
 from bidder_deploy.nag import acknowledge
 from bidder_deploy.parameters import MODEL_VARIANT, Parameters, ecr_repository_arn
-from bidder_deploy.storage import Storage
+from bidder_deploy.storage import StorageRefs
 
 # Application Auto Scaling's service-linked role for SageMaker variants (it creates it when
 # the first variant is registered).
@@ -33,7 +33,7 @@ SCALING_ROLE = (
 
 class ModelEndpoint(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, params: Parameters, storage: Storage
+        self, scope: Construct, construct_id: str, *, params: Parameters, storage: StorageRefs
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(

@@ -8,7 +8,6 @@ from __future__ import annotations
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -23,7 +22,7 @@ from bidder_deploy.parameters import (
     Parameters,
 )
 from bidder_deploy.service import Service
-from bidder_deploy.storage import Storage
+from bidder_deploy.storage import StorageRefs
 
 MINUTE = Duration.minutes(1)
 
@@ -76,20 +75,13 @@ class Observability(Construct):
         construct_id: str,
         *,
         params: Parameters,
-        storage: Storage,
+        storage: StorageRefs,
         model: ModelEndpoint,
         service: Service,
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Alarms", master_key=storage.key, enforce_ssl=True)
-        # CloudWatch publishes to the encrypted topic under its own service principal.
-        storage.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-            )
-        )
+        # The key's policy lets CloudWatch publish to it (`Storage`).
 
         def sagemaker_metric(name: str, statistic: str, label: str | None = None) -> cw.Metric:
             return cw.Metric(

@@ -9,7 +9,7 @@ traffic, nothing else.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnElement, Duration, RemovalPolicy, Resource, Size
+from aws_cdk import Aws, Duration, RemovalPolicy, Size
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -30,7 +30,7 @@ from bidder_deploy.parameters import (
     Parameters,
     ecr_repository_arn,
 )
-from bidder_deploy.storage import Storage
+from bidder_deploy.storage import BUCKET_ARN_EXPORT, StorageRefs
 
 CONTAINER_NAME = "bidder"
 # Writable by the image's unprivileged user, on the task's ephemeral storage.
@@ -50,7 +50,7 @@ class Service(Construct):
         *,
         params: Parameters,
         network: Network,
-        storage: Storage,
+        storage: StorageRefs,
         model: ModelEndpoint,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -84,7 +84,7 @@ class Service(Construct):
         )
         acknowledge(
             task_policy,
-            f"AwsSolutions-IAM5[Resource::<{_logical_id(storage.bucket)}.Arn>/{RECORD_PREFIX}*]",
+            f"AwsSolutions-IAM5[Resource::{BUCKET_ARN_EXPORT}/{RECORD_PREFIX}*]",
             "The recorder names its objects at run time: s3:PutObject is limited to the "
             "recorded-traffic prefix.",
         )
@@ -255,10 +255,3 @@ class Service(Construct):
             "An NLB writes access logs for TLS listeners only; this one passes TCP through. "
             "The bidder counts every request in its own metrics.",
         )
-
-
-def _logical_id(resource: Resource) -> str:
-    """The logical id of an L2 resource's CloudFormation resource, as cdk-nag names it."""
-    child = resource.node.default_child
-    assert isinstance(child, CfnElement)
-    return resource.stack.get_logical_id(child)

@@ -6,13 +6,45 @@ outlive any one deployment (`deploy/README.md` says how to remove them).
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from dataclasses import dataclass
+from typing import Final
+
+from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from bidder_deploy.nag import acknowledge
 from bidder_deploy.parameters import MODEL_PREFIX, RECORD_PREFIX
+
+# The storage stack exports these; the bidder's stack imports them by name. Fixed names keep
+# the bidder's policies (and cdk-nag's findings about them) the same from one synthesis to
+# the next.
+BUCKET_NAME_EXPORT: Final = "BidderStorage-BucketName"
+BUCKET_ARN_EXPORT: Final = "BidderStorage-BucketArn"
+KEY_ARN_EXPORT: Final = "BidderStorage-KeyArn"
+
+
+@dataclass(frozen=True)
+class StorageRefs:
+    """The key and the bucket, as the stacks that use them see them."""
+
+    key: kms.IKey
+    bucket: s3.IBucket
+
+    @classmethod
+    def imported(cls, scope: Construct) -> StorageRefs:
+        """The storage stack's key and bucket, from its exports."""
+        key = kms.Key.from_key_arn(scope, "ImportedKey", Fn.import_value(KEY_ARN_EXPORT))
+        bucket = s3.Bucket.from_bucket_attributes(
+            scope,
+            "ImportedBucket",
+            bucket_arn=Fn.import_value(BUCKET_ARN_EXPORT),
+            bucket_name=Fn.import_value(BUCKET_NAME_EXPORT),
+            encryption_key=key,
+        )
+        return cls(key=key, bucket=bucket)
 
 
 class Storage(Construct):
@@ -24,6 +56,15 @@ class Storage(Construct):
             description="Bidder: model artifacts, recorded traffic, endpoint volumes, alarms",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        # CloudWatch publishes alarms to the topic encrypted with this key, under its own
+        # service principal.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
         )
         # S3 server access logs cannot be delivered to a bucket encrypted with a KMS key.
         self.access_logs = s3.Bucket(
@@ -93,3 +134,10 @@ class Storage(Construct):
                 ),
             ],
         )
+        for name, value, export, description in (
+            ("BucketName", self.bucket.bucket_name, BUCKET_NAME_EXPORT, "Put models/ here"),
+            ("BucketArn", self.bucket.bucket_arn, BUCKET_ARN_EXPORT, "The bucket's ARN"),
+            ("KeyArn", self.key.key_arn, KEY_ARN_EXPORT, "The key of the bucket and topic"),
+        ):
+            CfnOutput(self, name, value=value, export_name=export, description=description)
+        self.refs = StorageRefs(key=self.key, bucket=self.bucket)
