@@ -6,6 +6,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -56,17 +57,20 @@ class Throttle:
     starts with the first event let through) and counts the rest, so that an error repeated
     on every bid request becomes a few sampled log lines, not a flood."""
 
-    def __init__(self, interval: float = 1.0, limit: int = 1) -> None:
+    def __init__(
+        self, interval: float = 1.0, limit: int = 1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if interval <= 0 or limit < 1:
             raise ValueError("Throttle needs interval > 0 and limit >= 1")
         self.interval = interval
         self.limit = limit
+        self._clock = clock
         # key -> (start of its window, events let through in it)
         self._windows: dict[str, tuple[float, int]] = {}
         self.suppressed: dict[str, int] = {}
 
     def allow(self, key: str) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         started, allowed = self._windows.get(key, (-math.inf, 0))
         if now - started >= self.interval:
             self._windows[key] = (now, 1)
@@ -88,9 +92,16 @@ class SampledLog:
     per kind in each `interval` seconds; each line carries its `kind` and how many of that
     kind were held back before it (`suppressed`)."""
 
-    def __init__(self, logger: logging.Logger, *, interval: float, limit: int) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        interval: float,
+        limit: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._logger = logger
-        self._throttle = Throttle(interval, limit)
+        self._throttle = Throttle(interval, limit, clock)
 
     def log(
         self,
