@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
-SRC := src tests loadtests
+SRC := src tests loadtests deploy
 # promtool checks and unit-tests the alerting rules; without one on PATH, `make promtool`
 # takes it out of Debian's prometheus package into this git-ignored directory.
 TOOLS := .tools
