@@ -14,7 +14,7 @@ README = (PROJECT_ROOT / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_readme_and_nothing_else() -> None:
-    documented = set(re.findall(r"^\| `(BIDDER_[A-Z_]+)` \|", README, flags=re.MULTILINE))
+    documented = set(re.findall(r"^\| `(BIDDER_[A-Z0-9_]+)` \|", README, flags=re.MULTILINE))
     expected = {f"BIDDER_{name.upper()}" for name in Settings.model_fields}
     assert documented == expected
 

@@ -25,6 +25,10 @@ DEFAULT_CREATIVES_PATH = DEFAULTS_DIR / "creatives.json"
 ENV_PREFIX = "BIDDER_"
 CONFIG_FILE_VARIABLE = "BIDDER_CONFIG_FILE"
 
+# A short HMAC key can be guessed from one known identifier and its hash; with the key, the
+# hash of every IP address can be computed and the recorded ones reversed.
+MIN_HASH_KEY_CHARS = 16
+
 Bytes = Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)]
 
 
@@ -92,6 +96,70 @@ class Settings(BaseSettings):
     )
     emf_tcp_timeout_ms: int = Field(
         1000, ge=1, le=60_000, description="Limit of one connect-and-write to the EMF TCP sink."
+    )
+
+    # --- the traffic recorder ---
+    record_dir: Path | None = Field(
+        None, description="Directory of recorded traffic (and spool of uploads); unset: off."
+    )
+    record_sample_rate: float = Field(
+        0.01, ge=0.0, le=1.0, description="Share of bid requests recorded, 0 to 1."
+    )
+    record_sample_by_id: bool = Field(
+        False, description="Sample by a hash of the request id instead of at random."
+    )
+    record_queue_size: int = Field(
+        10_000, ge=1, le=1_000_000, description="Records waiting to be written; more are dropped."
+    )
+    record_max_file_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Compressed size at which a recording file is closed.",
+    )
+    record_max_file_seconds: float = Field(
+        300.0, gt=0.0, le=86_400.0, description="Age at which a recording file is closed."
+    )
+    record_flush_seconds: float = Field(
+        1.0,
+        ge=0.01,
+        le=3600.0,
+        description="Longest time records stay unflushed (what a crash may lose).",
+    )
+    record_user_ids: Literal["keep", "hash", "drop"] = Field(
+        "drop", description="User identifiers and IP addresses in recordings: keep, hash, drop."
+    )
+    record_hash_key: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of record_user_ids=hash, 16 characters or more."
+    )
+    record_s3_bucket: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="S3 bucket closed recordings are uploaded to; unset: they stay local.",
+    )
+    record_s3_prefix: str = Field(
+        "recordings", max_length=512, description="Key prefix of uploaded recordings."
+    )
+    record_s3_kms_key_id: str | None = Field(
+        None, description="KMS key of the uploads' SSE-KMS encryption; unset: the bucket's."
+    )
+    record_s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint of the uploads (an S3-compatible server); default: AWS's."
+    )
+    record_s3_timeout_seconds: float = Field(
+        30.0, gt=0.0, le=600.0, description="Longest time of one upload."
+    )
+    record_s3_retry_min_seconds: float = Field(
+        1.0, ge=0.01, le=3600.0, description="First wait before retrying failed uploads."
+    )
+    record_s3_retry_max_seconds: float = Field(
+        60.0, ge=0.01, le=3600.0, description="Longest wait between retries of failed uploads."
+    )
+    record_close_seconds: float = Field(
+        5.0,
+        gt=0.0,
+        le=29.0,
+        description="On shutdown, time to write queued records and finish uploads.",
     )
 
     # --- the model ---
@@ -245,7 +313,24 @@ class Settings(BaseSettings):
             raise ValueError("scorer sagemaker needs BIDDER_SAGEMAKER_ENDPOINT_NAME")
         if self.emf_sink.startswith("tcp://") and int(self.emf_sink.rsplit(":", 1)[1]) > 65535:
             raise ValueError("BIDDER_EMF_SINK: the port must be at most 65535")
+        self._check_recording()
         return self
+
+    def _check_recording(self) -> None:
+        if self.record_user_ids == "hash" and self.record_hash_key is None:
+            raise ValueError("BIDDER_RECORD_USER_IDS=hash needs BIDDER_RECORD_HASH_KEY")
+        key = self.record_hash_key
+        if key is not None and len(key.get_secret_value()) < MIN_HASH_KEY_CHARS:
+            raise ValueError(
+                f"BIDDER_RECORD_HASH_KEY: shorter than {MIN_HASH_KEY_CHARS} characters"
+            )
+        if self.record_s3_bucket is not None and self.record_dir is None:
+            raise ValueError("BIDDER_RECORD_S3_BUCKET needs BIDDER_RECORD_DIR (the upload spool)")
+        if self.record_s3_retry_max_seconds < self.record_s3_retry_min_seconds:
+            raise ValueError(
+                "BIDDER_RECORD_S3_RETRY_MAX_SECONDS must be at least "
+                "BIDDER_RECORD_S3_RETRY_MIN_SECONDS"
+            )
 
     @classmethod
     def settings_customise_sources(

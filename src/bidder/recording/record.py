@@ -1,6 +1,6 @@
-"""One recorded bid request: the record format, and how a capture becomes a line of it.
+"""One recorded bid request: what the bid path hands over, and the line it becomes.
 
-A record is one JSON object on one line (the recorder's files are JSON Lines):
+A record is one JSON object on one line (recordings are JSON Lines):
 
     {"v": 1, "id": "r1", "ts": 1764547200.123,
      "headers": {"content-type": "application/json", "x-openrtb-version": "2.6"},
@@ -13,9 +13,12 @@ A record is one JSON object on one line (the recorder's files are JSON Lines):
 The body is embedded as the bytes that arrived (decompressed when it came gzipped), not
 decoded and encoded again: the bid path has already checked that it is JSON, and copying
 bytes is what keeps recording cheap. A body that is not JSON (a rejected request) is in
-`body_b64` instead, base64 of the raw bytes. The bid path hands over a `Capture`, a plain
-tuple of objects it already holds; `RecordEncoder` turns it into a line in the writer's
-thread, never on the event loop.
+`body_b64` instead, base64 of the raw bytes; a request refused before its body was read
+(413 by `content-length`, 415) has an empty one. `price` is the price bid, null for an
+impression not bid on.
+
+The bid path hands over a `Capture`, a plain tuple of objects it already holds;
+`RecordEncoder` turns it into a line in the writer's thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ ERROR_REASON: Final = "internal_error"
 RECORDED_HEADERS: Final = frozenset((b"content-type", b"x-openrtb-version"))
 _CONTENT_ENCODING: Final = b"content-encoding"
 _GZIP_MAGIC: Final = b"\x1f\x8b"
-_NOT_JSON: Final = object()
 
-# What the bid path decided: (status, the decoded request or None when it was rejected,
-# the request-level no-bid reason or None, the per-impression decisions when it got that far).
+# What the bid path decided: (HTTP status, the decoded request or None when it was
+# rejected, the request-level no-bid reason or None, the per-impression decisions when it
+# got that far).
 Verdict = tuple[int, BidRequest | None, str | None, list[ImpDecision] | None]
-# (arrival as unix time, the ASGI headers, the body, seconds to answer, the verdict).
-Capture = tuple[float, Headers, bytes, float, Verdict]
+# (arrival as unix time, the ASGI headers, the body, seconds to answer, the model version
+# that answered, the verdict).
+Capture = tuple[float, Headers, bytes, float, str, Verdict]
 
 
 class RecordedImp(msgspec.Struct, frozen=True):
@@ -62,62 +66,56 @@ class RecordedDecision(msgspec.Struct, frozen=True):
     imps: list[RecordedImp]
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True):
-    """One request and what the bidder answered. `body` holds the JSON body's raw bytes;
-    `body_b64` the base64 of a body that is not JSON (empty when redaction withheld it)."""
+class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One request and what the bidder answered: exactly one of `body` (the JSON body's
+    raw bytes) and `body_b64` is set."""
 
     v: int
     id: str
     ts: float
     headers: dict[str, str]
-    body: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    body_b64: str | msgspec.UnsetType = msgspec.UNSET
+    body: msgspec.Raw | None = None
+    body_b64: str | None = None
     status: int
     latency_ms: float
     model_version: str
     decision: RecordedDecision
 
-    def body_bytes(self) -> bytes:
-        """The body as bytes to send again: the JSON as recorded, or the decoded base64."""
-        if not isinstance(self.body, msgspec.UnsetType):
-            return bytes(self.body)
-        if not isinstance(self.body_b64, msgspec.UnsetType):
-            return base64.b64decode(self.body_b64)
-        return b""
-
 
 class RecordEncoder:
     """Turns captures into records, each one line of JSON without its line break. Runs in
-    the writer's thread: everything costly about recording happens here."""
+    the writer's thread: everything costly about recording happens here.
 
-    def __init__(self, model_version: str, redactor: Redactor | None) -> None:
-        self.model_version = model_version
+    With a `redactor`, user identifiers in a JSON body are hashed or dropped, and a body
+    that is not a JSON object is withheld (`body_b64` empty): identifiers in it could not
+    be found.
+    """
+
+    def __init__(self, redactor: Redactor | None) -> None:
         self.redactor = redactor
         self._encoder = msgspec.json.Encoder()
-        self._any_decoder = msgspec.json.Decoder()
+        self._id_decoder = msgspec.json.Decoder(_WithId)
 
     def encode(self, capture: Capture) -> bytes:
-        arrival, headers, body, elapsed, (status, request, reason, decisions) = capture
-        document: object = _NOT_JSON
-        raw: bytes | None = None
-        if _is_utf8(body):  # otherwise not JSON: kept as base64
-            if request is not None and self.redactor is None:
-                raw = _on_one_line(body)  # decoded by the bid path: it is JSON
-            else:
-                document = self._parse(body)
-                if document is not _NOT_JSON:
-                    raw = self._embeddable(body, document)
-        request_id = request.id if request is not None else _id_of(document)
+        arrival, headers, body, elapsed, model_version, verdict = capture
+        status, request, reason, decisions = verdict
+        json_body = self._json_body(body, decoded=request is not None)
+        if request is not None:
+            request_id = request.id
+        elif json_body is not None:
+            request_id = self._id_of(json_body)
+        else:
+            request_id = None
         record = Record(
             v=RECORD_VERSION,
             id=request_id or "",
             ts=arrival,
-            headers=_recorded_headers(headers, raw_gzip=raw is None and _is_gzip(body)),
-            body=msgspec.Raw(raw) if raw is not None else msgspec.UNSET,
-            body_b64=msgspec.UNSET if raw is not None else self._base64(body),
+            headers=_recorded_headers(headers, raw_gzip=json_body is None and _is_gzip(body)),
+            body=msgspec.Raw(json_body) if json_body is not None else None,
+            body_b64=None if json_body is not None else self._base64(body),
             status=status,
             latency_ms=round(elapsed * 1000, 3),
-            model_version=self.model_version,
+            model_version=model_version,
             decision=RecordedDecision(
                 outcome=_outcome(status, reason),
                 reason=reason,
@@ -126,28 +124,40 @@ class RecordEncoder:
         )
         return self._encoder.encode(record)
 
-    def _parse(self, body: bytes) -> object:
-        try:
-            return self._any_decoder.decode(body)
-        except msgspec.DecodeError:
-            return _NOT_JSON
-
-    def _embeddable(self, body: bytes, document: object) -> bytes:
-        if self.redactor is not None and isinstance(document, dict):
-            self.redactor.redact(document)
-            return self._encoder.encode(document)
+    def _json_body(self, body: bytes, *, decoded: bool) -> bytes | None:
+        """The body to embed as JSON, redacted when asked; None to store it as base64."""
+        if not body or not _is_utf8(body):
+            return None
+        if self.redactor is not None:
+            return self.redactor.redact(body)
+        if not decoded:
+            try:
+                msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                return None
         return _on_one_line(body)
+
+    def _id_of(self, body: bytes) -> str | None:
+        try:
+            return self._id_decoder.decode(body).id
+        except msgspec.DecodeError:
+            return None  # JSON, but not an object with a string id
 
     def _base64(self, body: bytes) -> str:
         if self.redactor is not None:
-            # Identifiers inside bytes that do not parse cannot be found, so none are kept.
             return ""
         return base64.b64encode(body).decode("ascii")
+
+
+class _WithId(msgspec.Struct):
+    id: str | None = None
 
 
 def _on_one_line(body: bytes) -> bytes:
     # Inside JSON strings line breaks must be escaped, so any raw one is whitespace between
     # tokens: blanking it keeps the body's meaning and the record on one line.
+    if b"\n" not in body and b"\r" not in body:
+        return body
     return body.replace(b"\n", b" ").replace(b"\r", b" ")
 
 
@@ -163,14 +173,6 @@ def _is_utf8(body: bytes) -> bool:
 
 def _is_gzip(body: bytes) -> bool:
     return body.startswith(_GZIP_MAGIC)
-
-
-def _id_of(document: object) -> str | None:
-    if isinstance(document, dict):
-        value = document.get("id")
-        if isinstance(value, str):
-            return value
-    return None
 
 
 def _recorded_headers(headers: Headers, *, raw_gzip: bool) -> dict[str, str]:
@@ -199,7 +201,7 @@ def _recorded_imps(
             RecordedImp(
                 id=decision.imp.id or "",
                 bid=decision.reason is None,
-                price=decision.price,
+                price=decision.price if decision.reason is None else None,
                 score=decision.score,
                 reason=decision.reason,
             )

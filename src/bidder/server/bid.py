@@ -18,6 +18,7 @@ from typing import Final
 import orjson
 
 from bidder.asgi import BodyTooLarge, Receive, Scope, Send, read_body, respond
+from bidder.decision.policy import ImpDecision
 from bidder.errors import (
     InvalidRequest,
     LengthRequired,
@@ -27,6 +28,8 @@ from bidder.errors import (
     UnsupportedMediaType,
 )
 from bidder.openrtb import SUPPORTED_VERSIONS, decode_bid_request, encode_bid_response
+from bidder.openrtb.model import BidRequest
+from bidder.recording import Verdict
 from bidder.scoring.batcher import DeadlineExceeded
 from bidder.server.admission import AdmissionControl
 from bidder.server.deadline import DeadlinePolicy, ModelTimeEstimate
@@ -99,17 +102,19 @@ class BidEndpoint:
         self, scope: Scope, receive: Receive, send: Send, started: float, arrival: float
     ) -> None:
         version = self.default_version
+        body = b""
         try:
             version, gzipped = self._check_headers(scope["headers"])
             try:
-                body = await read_body(receive, self.max_body)
+                received = await read_body(receive, self.max_body)
             except BodyTooLarge:
                 raise self._too_large() from None
-            if body is None:
+            if received is None:
                 return  # the client went away
+            body = received
             if gzipped:
                 body = self._gunzip(body)
-            await self._bid(body, arrival, started, version, send)
+            verdict = await self._bid(body, arrival, started, version, send)
         except RequestError as exc:
             self.metrics.rejected(exc.status_code)
             self.errors.log(
@@ -120,7 +125,14 @@ class BidEndpoint:
             )
             headers = [_JSON, (VERSION_HEADER, version)]
             await respond(send, exc.status_code, orjson.dumps({"error": exc.message}), headers)
-        self.metrics.request_time.observe(time.perf_counter() - started)
+            verdict = (exc.status_code, None, None, None)
+        elapsed = time.perf_counter() - started
+        self.metrics.request_time.observe(elapsed)
+        recorder = self.state.recorder
+        if recorder is not None and recorder.sampled(verdict[1], body):
+            # References only, once the answer is sent: the recorder's thread does the rest.
+            model_version = self.metrics.model_version
+            recorder.put((arrival, scope["headers"], body, elapsed, model_version, verdict))
 
     def _check_headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
         content_type = None
@@ -178,15 +190,14 @@ class BidEndpoint:
 
     async def _bid(
         self, body: bytes, arrival: float, started: float, version: bytes, send: Send
-    ) -> None:
+    ) -> Verdict:
         metrics = self.metrics
         runtime = self.state.runtime
         request = decode_bid_request(body, max_imps=self.max_imps, max_depth=self.max_json_depth)
         parsed = time.perf_counter()
         metrics.stage["parse"].observe(parsed - started)
         if runtime is None:
-            await self._no_bid(send, version, "not_ready")
-            return
+            return await self._no_bid(send, version, request, "not_ready")
         deadline = started + self.deadlines.budget(request.tmax)
         try:
             rows = runtime.vectorizer.matrix(request, arrival)
@@ -194,15 +205,13 @@ class BidEndpoint:
             metrics.stage["features"].observe(vectorized - parsed)
             remaining = deadline - vectorized
             if remaining < self.model_time.expected:
-                await self._no_bid(send, version, "deadline_skip")
-                return
+                return await self._no_bid(send, version, request, "deadline_skip")
             try:
                 loop_deadline = asyncio.get_running_loop().time() + remaining
                 scores = await runtime.scorer.score(rows, loop_deadline)
             except DeadlineExceeded:
                 # Its rows leave a batch not yet sent; a call nobody waits for is cancelled.
-                await self._no_bid(send, version, "deadline")
-                return
+                return await self._no_bid(send, version, request, "deadline")
             scored = time.perf_counter()
             self.model_time.observe(scored - vectorized)
             metrics.stage["score"].observe(scored - vectorized)
@@ -214,8 +223,7 @@ class BidEndpoint:
                 logging.WARNING, exc.reason, "model failed to score", {"request_id": request.id}
             )
             reason = "circuit_open" if exc.reason == "circuit_open" else "model_error"
-            await self._no_bid(send, version, reason)
-            return
+            return await self._no_bid(send, version, request, reason)
         except Exception:
             self.errors.log(
                 logging.ERROR,
@@ -224,8 +232,7 @@ class BidEndpoint:
                 {"request_id": request.id},
                 exc_info=True,
             )
-            await self._no_bid(send, version, "internal_error", outcome="error")
-            return
+            return await self._no_bid(send, version, request, "internal_error", outcome="error")
         observe_score = metrics.score.observe
         for decision in decisions:
             observe_score(decision.score)
@@ -233,17 +240,25 @@ class BidEndpoint:
                 metrics.bid_price.observe(decision.price)
             metrics.imp_decision["bid" if decision.reason is None else decision.reason].inc()
         if response is None:
-            await self._no_bid(send, version, decisions[0].reason or "no_creative")
-            return
+            reason = decisions[0].reason or "no_creative"
+            return await self._no_bid(send, version, request, reason, decisions)
         metrics.outcome["bid"].inc()
         await respond(send, 200, encode_bid_response(response), [_JSON, (VERSION_HEADER, version)])
+        return (200, request, None, decisions)
 
     async def _no_bid(
-        self, send: Send, version: bytes, reason: str, outcome: str = "no_bid"
-    ) -> None:
+        self,
+        send: Send,
+        version: bytes,
+        request: BidRequest,
+        reason: str,
+        decisions: list[ImpDecision] | None = None,
+        outcome: str = "no_bid",
+    ) -> Verdict:
         self.metrics.outcome[outcome].inc()
         self.metrics.no_bid_reason[reason].inc()
         await respond(send, 204, b"", [(VERSION_HEADER, version)])
+        return (204, request, reason, decisions)
 
 
 def _field(error: RequestError) -> str | None:

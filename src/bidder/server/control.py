@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from bidder import __version__
 from bidder.errors import ReloadRefused, ScoringError
+from bidder.recording import create_recorder
 from bidder.server.reload import ModelChoice, ModelReloader
 from bidder.server.runtime import Runtime
 from bidder.server.state import AppState
@@ -58,6 +59,10 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             # A remote endpoint may be briefly unavailable: stay up, not ready, and retry.
             logger.warning("warm-up failed; retrying", extra={"reason": exc.reason})
             warming = asyncio.create_task(_keep_warming(runtime))
+        recorder = create_recorder(settings, metrics)
+        if recorder is not None:
+            await recorder.start()
+            state.recorder = recorder
         _announce_draining_on_signals(state)
         reloading_on_hangup = _reload_on_hangup()
         flushing = asyncio.create_task(metrics.flush_periodically())
@@ -74,6 +79,10 @@ def create_control_app(settings: Settings, metrics: Metrics, state: AppState) ->
             metrics.ready.set(0)
             await reloader.close()
             await serving.scorer.close()
+            if recorder is not None:
+                # Every request has been answered: what is queued is written and uploaded.
+                state.recorder = None
+                await recorder.close(grace=settings.record_close_seconds)
             if emf is not None:
                 # Within the shutdown grace: the last interval is reported, not lost.
                 await emf.close(grace=settings.emf_tcp_timeout_ms / 1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bidder.recording import Recorder
 from bidder.server.runtime import Runtime
 
 
@@ -15,6 +16,8 @@ class AppState:
     runtime: Runtime | None = None
     # Set on SIGTERM: in-flight and arriving requests are still served, `/readyz` says 503.
     draining: bool = False
+    # Set while the traffic recorder runs (`BIDDER_RECORD_DIR`).
+    recorder: Recorder | None = None
 
     @property
     def ready(self) -> bool:

@@ -1,0 +1,212 @@
+"""The recorder's hand-off queue and its writer thread.
+
+The bid path appends a capture to a bounded deque and goes on: no lock, no wake-up, no
+allocation beyond the capture itself (a deque's append is atomic under the GIL). The
+writer thread wakes every `DRAIN_INTERVAL`, or as soon as the queue is half full, takes
+everything queued, encodes, redacts and compresses it, and writes files: the event loop
+never waits on a disk, a compressor or an encoder. Waking on a timer rather than per
+record is what keeps the hand-off cheap: signalling a thread costs a lock and, worse, a
+GIL switch per request.
+
+The thread works in chunks of `CHUNK_RECORDS` and lets go of the GIL between them, so the
+event loop never waits behind a long batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from bidder.recording.files import CLOSED_SUFFIX, PARTIAL_SUFFIX, FileNamer, RecordingFile
+from bidder.recording.record import Capture, RecordEncoder
+from bidder.telemetry import Metrics, Throttle
+
+DRAIN_INTERVAL: Final = 0.05
+CHUNK_RECORDS: Final = 64
+
+logger = logging.getLogger("bidder.recording")
+
+
+class CaptureQueue:
+    """Bounded hand-off from the event loop to the writer; full, it drops and counts."""
+
+    __slots__ = ("_half", "_items", "capacity", "dropped", "wake")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.dropped = 0  # written by the event loop only
+        self.wake = threading.Event()
+        self._items: deque[Capture] = deque()
+        self._half = max(1, capacity // 2)
+
+    def put(self, capture: Capture) -> None:
+        items = self._items
+        depth = len(items)
+        if depth >= self.capacity:
+            self.dropped += 1
+            return
+        items.append(capture)
+        if depth == self._half:
+            self.wake.set()
+
+    def take(self) -> list[Capture]:
+        """Everything queued so far (the writer's side)."""
+        items = self._items
+        return [items.popleft() for _ in range(len(items))]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class FileRotation:
+    """Limits of one file (compressed bytes, seconds open), and how often its data is
+    flushed: a crash loses at most that much."""
+
+    max_bytes: int
+    max_seconds: float
+    flush_seconds: float
+
+
+class RecordWriter:
+    """The writer thread: drains the queue into rotating recording files in `directory`.
+
+    `on_closed` is called (in the writer thread) with each file once it is closed.
+    """
+
+    def __init__(
+        self,
+        queue: CaptureQueue,
+        directory: Path,
+        encoder: RecordEncoder,
+        rotation: FileRotation,
+        metrics: Metrics,
+        on_closed: Callable[[Path], None] = lambda _: None,
+    ) -> None:
+        self.queue = queue
+        self.directory = directory
+        self.encoder = encoder
+        self.rotation = rotation
+        self.metrics = metrics
+        self.on_closed = on_closed
+        self.namer = FileNamer()
+        self._file: RecordingFile | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bidder-recorder", daemon=True)
+        self._throttle = Throttle(interval=10.0)
+        self._dropped_reported = 0
+
+    def start(self) -> None:
+        """Creates the directory, closes what dead processes left open in it (their files
+        end where they stopped flushing), and starts the thread."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for partial in sorted(self.directory.glob(f"*{PARTIAL_SUFFIX}")):
+            if self.namer.owns(partial):
+                closed = partial.with_name(partial.name.removesuffix(".partial"))
+                partial.replace(closed)
+                logger.warning(
+                    "closed a recording left by a stopped process", extra={"file": closed.name}
+                )
+        self._thread.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Writes what is queued, closes the open file and ends the thread; False if that
+        took longer than `timeout` (the thread is then left to finish on its own)."""
+        self._stopping.set()
+        self.queue.wake.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def closed_files(self) -> list[Path]:
+        """Closed recordings in the directory that this process may upload, oldest first."""
+        return sorted(p for p in self.directory.glob(f"*{CLOSED_SUFFIX}") if self.namer.owns(p))
+
+    def _run(self) -> None:
+        queue = self.queue
+        while True:
+            stopping = self._stopping.is_set()
+            queue.wake.wait(DRAIN_INTERVAL)
+            queue.wake.clear()
+            self.metrics.recorder_queue_depth.set(len(queue))
+            self._write(queue.take())
+            self._report_drops()
+            self._rotate(time.monotonic(), stopping)
+            if stopping and not len(queue):
+                return
+
+    def _write(self, captures: list[Capture]) -> None:
+        for start in range(0, len(captures), CHUNK_RECORDS):
+            chunk = captures[start : start + CHUNK_RECORDS]
+            lines = []
+            for capture in chunk:
+                try:
+                    lines.append(self.encoder.encode(capture))
+                except Exception:  # a record the encoder cannot take must not stop the rest
+                    self._failed("a record could not be encoded", 1)
+            if lines:
+                self._append(b"\n".join(lines) + b"\n", len(lines))
+            time.sleep(0)  # lets the event loop have the GIL between chunks
+
+    def _append(self, data: bytes, records: int) -> None:
+        now = time.monotonic()
+        try:
+            if self._file is None:
+                self._file = RecordingFile(self.namer.next(self.directory, time.time()), now)
+            self._file.write(data, now)
+        except OSError:
+            self._failed("a recording could not be written", records)
+            if self._file is not None:
+                self._file.abandon()
+                self._file = None
+            return
+        self.metrics.recorder_written(records)
+        if self._file.size >= self.rotation.max_bytes:
+            self._close()
+
+    def _rotate(self, now: float, closing: bool) -> None:
+        file = self._file
+        if file is None:
+            return
+        if closing or now - file.opened_at >= self.rotation.max_seconds:
+            self._close()
+        elif file.member_started is not None and (
+            now - file.member_started >= self.rotation.flush_seconds
+        ):
+            try:
+                file.flush()
+            except OSError:
+                self._failed("a recording could not be flushed", 0)
+                file.abandon()
+                self._file = None
+
+    def _close(self) -> None:
+        file = self._file
+        assert file is not None
+        self._file = None
+        try:
+            closed = file.close()
+        except OSError:
+            self._failed("a recording could not be closed", 0)
+            file.abandon()
+            return
+        self.on_closed(closed)
+
+    def _report_drops(self) -> None:
+        dropped = self.queue.dropped
+        if dropped != self._dropped_reported:
+            self.metrics.recorder_dropped(dropped - self._dropped_reported)
+            self._dropped_reported = dropped
+
+    def _failed(self, message: str, records: int) -> None:
+        """Called in an `except` block: the records are counted as dropped and the error
+        logged (at most every ten seconds per kind)."""
+        if records:
+            self.metrics.recorder_dropped(records)
+        if self._throttle.allow(message):
+            logger.warning(message, exc_info=True)
