@@ -8,10 +8,13 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from bidder.telemetry.batched import BatchedCounter, BatchedHistogram
-from bidder.telemetry.metrics import LATENCY_BUCKETS
+from bidder.telemetry.distribution import LogBuckets
+from bidder.telemetry.metrics import LATENCY_BUCKETS, LATENCY_FINE_BUCKETS
 
 
-def test_batched_histogram_and_counter_match_direct_recording() -> None:
+@pytest.mark.parametrize("fine", [None, LATENCY_FINE_BUCKETS], ids=["plain", "with-fine-buckets"])
+def test_batched_histogram_and_counter_match_direct_recording(fine: LogBuckets | None) -> None:
+    """Fine buckets kept for CloudWatch leave every Prometheus bucket exact."""
     values = [random.Random(1).expovariate(500) for _ in range(5000)]
     values += [*LATENCY_BUCKETS, 0.0, 10.0]  # on the bounds, below and above all of them
     direct, batched = CollectorRegistry(), CollectorRegistry()
@@ -21,7 +24,7 @@ def test_batched_histogram_and_counter_match_direct_recording() -> None:
         )
         counter = Counter("events", "c", registry=registry)
         child = histogram.labels("parse")
-        observe = BatchedHistogram(child) if wrap else child
+        observe = BatchedHistogram(child, fine) if wrap else child
         count = BatchedCounter(counter) if wrap else counter
         for index, value in enumerate(values):
             observe.observe(value)
@@ -52,3 +55,26 @@ def test_nothing_recorded_flushes_nothing() -> None:
     histogram = BatchedHistogram(Histogram("h_seconds", "h", registry=registry))
     histogram.flush()
     assert registry.get_sample_value("h_seconds_count") == 0
+
+
+def test_fine_buckets_count_every_observation_once() -> None:
+    registry = CollectorRegistry()
+    histogram = BatchedHistogram(
+        Histogram("f_seconds", "h", buckets=LATENCY_BUCKETS, registry=registry),
+        LATENCY_FINE_BUCKETS,
+    )
+    values = [random.Random(2).expovariate(300) for _ in range(1000)]
+    for value in values[:500]:
+        histogram.observe(value)
+    histogram.flush()
+    for value in values[500:]:
+        histogram.observe(value)
+    histogram.flush()
+    totals = histogram.distribution.totals
+    assert sum(totals) == len(values)
+    grid = histogram.distribution.grid
+    for value in values[:20]:
+        slot = grid.slot(value)
+        assert grid.representatives[slot] == pytest.approx(
+            value, rel=LATENCY_FINE_BUCKETS.max_relative_error
+        )

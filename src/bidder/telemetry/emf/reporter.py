@@ -12,6 +12,7 @@ the last, partial interval.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -108,6 +109,8 @@ class EmfReporter:
         """Report the last interval and deliver what is queued, within `grace` seconds."""
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         self.emit()
         await self._sink.close(grace)
 
