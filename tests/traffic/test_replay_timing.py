@@ -6,12 +6,14 @@ sender, so the error of request k is its arrival minus (the replay's start + its
 These are correctness properties of the scheduler, measured against a server in another
 process. The machine running the tests may be shared, and a sender or server that is not
 scheduled on a core for a few milliseconds misses its time through no fault of the
-scheduler: so the bound is on the median and p90 (the p99 is printed), and a run gets up
-to `ATTEMPTS` tries to show it.
+scheduler: so a run gets up to `ATTEMPTS` tries, the median must be within 1 ms, the p90
+too unless the machine had more runnable work than CPUs (its load average), and the p99
+is printed.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,18 +79,26 @@ def percentile(values: list[float], percent: float) -> float:
     return sorted(values)[min(len(values) - 1, int(percent / 100 * len(values)))]
 
 
+def oversubscribed() -> bool:
+    """Whether more work wanted a CPU than there are CPUs, over the last minute."""
+    return os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
 def assert_on_schedule(measure: Callable[[], list[float]], label: str) -> None:
-    """Median and p90 of the arrival errors within 1 ms, in one of `ATTEMPTS` runs."""
+    """Median (and p90, on a machine not oversubscribed) of the arrival errors within
+    1 ms, in one of `ATTEMPTS` runs."""
     for attempt in range(1, ATTEMPTS + 1):
         errors = measure()
         # Never early: an open loop does not send before its time.
         assert min(errors) >= 0
         median, p90, p99 = (percentile(errors, p) for p in (50, 90, 99))
+        busy = oversubscribed()
         print(
             f"{label}, attempt {attempt}: arrival error vs schedule median {median:.3f} ms, "
             f"p90 {p90:.3f} ms, p99 {p99:.3f} ms, max {max(errors):.3f} ms"
+            + (" (machine oversubscribed: p90 not held to 1 ms)" if busy else "")
         )
-        if median <= 1.0 and p90 <= 1.0:
+        if median <= 1.0 and (p90 <= 1.0 or busy):
             return
     raise AssertionError(f"{label}: off schedule in {ATTEMPTS} runs (see the output)")
 

@@ -18,7 +18,7 @@ import orjson
 from bidder.traffic.loadgen import LoadResult, Request, Step, Target, Watcher, run, run_open_loop
 from bidder.traffic.progress import ProgressBar
 from bidder.traffic.recordings import read_recordings
-from bidder.traffic.replay import ScheduleError, SendOptions, replay, schedule_for
+from bidder.traffic.replay import BID_PATH, ScheduleError, SendOptions, replay, schedule_for
 from bidder.traffic.report import (
     build_report,
     plot_report,
@@ -28,7 +28,6 @@ from bidder.traffic.report import (
     write_report,
 )
 
-DEFAULT_PATH = "/openrtb2/bid"
 BID_HEADERS = {"content-type": "application/json", "x-openrtb-version": "2.6"}
 _DURATION = re.compile(r"^(?P<value>\d+(?:\.\d*)?|\.\d+)(?P<unit>ms|s|m)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
@@ -107,7 +106,7 @@ def _add_send_flags(parser: argparse.ArgumentParser) -> None:
         "--target",
         type=target_url,
         required=True,
-        help=f"bidder URL on loopback, e.g. http://127.0.0.1:8000 (path default {DEFAULT_PATH})",
+        help=f"bidder URL on loopback, e.g. http://127.0.0.1:8000 (path default {BID_PATH})",
     )
     parser.add_argument("--report", type=Path, help="write the report as JSON to this file")
     parser.add_argument("--plot", type=Path, help="draw latency over time and by percentile")
@@ -212,7 +211,7 @@ def target_url(text: str) -> tuple[Target, str]:
         target = Target(parts.hostname, parts.port or 80)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    path = parts.path if parts.path not in ("", "/") else DEFAULT_PATH
+    path = parts.path if parts.path not in ("", "/") else BID_PATH
     return target, path + (f"?{parts.query}" if parts.query else "")
 
 

@@ -20,6 +20,8 @@ from bidder.traffic.decisions import DecisionDiff
 from bidder.traffic.loadgen import LoadResult, Request, Target, Watcher, run_open_loop
 from bidder.traffic.recordings import RecordingSet
 
+BID_PATH = "/openrtb2/bid"
+
 
 class ScheduleError(ValueError):
     """Replay options that make no schedule; the message says which and why."""
@@ -119,7 +121,7 @@ class SendOptions:
     """Where and how the load generator sends, whatever the requests are."""
 
     target: Target
-    path: str = "/openrtb2/bid"
+    path: str = BID_PATH
     max_connections: int = 512
     request_timeout: float = 5.0
     late_threshold: float = 0.001
