@@ -51,6 +51,7 @@ def test_late_sends_and_cap_waits_are_warned_about_with_their_counts() -> None:
     warning = schedule_warning(report)
     assert warning is not None
     assert "50 of 1,000 sends (5.00%) went out more than 1 ms late" in warning
+    assert "max 4.000 ms)" in warning
     assert "3 requests waited for a connection at the cap (raise --max-connections)" in warning
     text = render_text(report)
     assert "schedule: 50 sends later than 1 ms (5.00%)" in text

@@ -86,7 +86,8 @@ def schedule_warning(report: dict[str, Any]) -> str | None:
             f"{schedule['late_sends']:,} of {report['sent']:,} sends "
             f"({schedule['late_fraction']:.2%}) went out more than "
             f"{schedule['late_threshold_ms']:g} ms late "
-            f"(p99 lateness {_ms(schedule['send_lateness_ms']['p99'])})"
+            f"(p99 lateness {_ms(schedule['send_lateness_ms']['p99'])}, "
+            f"max {_ms(schedule['send_lateness_ms']['max'])})"
         )
     if schedule["cap_waits"]:
         problems.append(
