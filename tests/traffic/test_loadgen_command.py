@@ -14,6 +14,7 @@ import pytest
 from bidder.cli import main
 from bidder.traffic.commands import duration, load_phases, ramp, rates
 from bidder.traffic.loadgen import Step, Target
+from tests.conftest import free_port
 from tests.traffic.replay_server import replay_server
 
 
@@ -138,3 +139,22 @@ def test_rates_that_make_no_request_are_refused(capsys: pytest.CaptureFixture[st
     code = main(["loadgen", "--target", "http://127.0.0.1:9", "--steps", "0,0"])
     assert code == 2
     assert "make no request" in capsys.readouterr().err
+
+
+def test_a_target_that_answers_nothing_fails_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "down.json"
+    code = main(
+        [
+            *("loadgen", "--target", f"http://127.0.0.1:{free_port()}", "--no-progress"),
+            *("--rate", "20", "--duration", "200ms", "--timeout", "0.2", "--requests", "5"),
+            *("--report", str(report)),
+        ]
+    )
+    assert code == 1
+    errors = orjson.loads(report.read_bytes())["errors"]
+    assert errors["refused"] >= 1
+    # Every request is accounted for: those that never had a connection timed out.
+    assert errors["timeout"] == 4
+    assert "refused" in capsys.readouterr().out
