@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         64 * 1024 * 1024,
         ge=1024,
         le=256 * 1024 * 1024,
-        description="Compressed size at which a recording file is closed.",
+        description="Bytes of records (before compression) at which a recording file is closed.",
     )
     record_max_file_seconds: float = Field(
         300.0, gt=0.0, le=86_400.0, description="Age at which a recording file is closed."

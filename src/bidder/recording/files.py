@@ -86,7 +86,9 @@ class RecordingFile:
         self.path = path
         self.partial = path.with_name(path.name + ".partial")
         self.opened_at = opened_at  # monotonic, for rotation by age
-        self.size = 0  # compressed bytes written, trailers included
+        # Bytes of records written, before compression: the compressor holds back its output
+        # in blocks of a hundred kilobytes or more, so the file's size lags behind.
+        self.data_bytes = 0
         self.member_started: float | None = None  # monotonic, while a member is open
         self._file: BinaryIO = open(self.partial, "xb")  # noqa: SIM115 (closed in close())
         self._compressor: isal_zlib.Compress | None = None
@@ -95,13 +97,14 @@ class RecordingFile:
         if self._compressor is None:
             self._compressor = isal_zlib.compressobj(_GZIP_LEVEL, isal_zlib.DEFLATED, _GZIP_WBITS)
             self.member_started = now
-        self._put(self._compressor.compress(data))
+        self.data_bytes += len(data)
+        self._file.write(self._compressor.compress(data))
 
     def flush(self) -> None:
         """Ends the gzip member being written, if any, and writes the file's buffer out."""
         if self._compressor is None:
             return
-        self._put(self._compressor.flush())
+        self._file.write(self._compressor.flush())
         self._compressor = None
         self.member_started = None
         self._file.flush()
@@ -119,7 +122,3 @@ class RecordingFile:
         (what was flushed is readable), never raise."""
         with contextlib.suppress(OSError):
             self._file.close()
-
-    def _put(self, data: bytes) -> None:
-        self._file.write(data)
-        self.size += len(data)

@@ -66,8 +66,8 @@ class CaptureQueue:
 
 @dataclass(frozen=True)
 class FileRotation:
-    """Limits of one file (compressed bytes, seconds open), and how often its data is
-    flushed: a crash loses at most that much."""
+    """Limits of one file (bytes of records before compression, seconds open), and how
+    often its data is flushed: a crash loses at most that much."""
 
     max_bytes: int
     max_seconds: float
@@ -141,17 +141,28 @@ class RecordWriter:
                 return
 
     def _write(self, captures: list[Capture]) -> None:
-        for start in range(0, len(captures), CHUNK_RECORDS):
-            chunk = captures[start : start + CHUNK_RECORDS]
-            lines = []
-            for capture in chunk:
-                try:
-                    lines.append(self.encoder.encode(capture))
-                except Exception:  # a record the encoder cannot take must not stop the rest
-                    self._failed("a record could not be encoded", 1)
-            if lines:
-                self._append(b"\n".join(lines) + b"\n", len(lines))
-            time.sleep(0)  # lets the event loop have the GIL between chunks
+        lines: list[bytes] = []
+        pending = 0  # bytes in `lines`
+        room = self._room()
+        for capture in captures:
+            try:
+                line = self.encoder.encode(capture) + b"\n"
+            except Exception:  # a record the encoder cannot take must not stop the rest
+                self._failed("a record could not be encoded", 1)
+                continue
+            lines.append(line)
+            pending += len(line)
+            if pending >= room or len(lines) == CHUNK_RECORDS:
+                self._append(b"".join(lines), len(lines))
+                lines, pending, room = [], 0, self._room()
+                time.sleep(0)  # lets the event loop have the GIL between chunks
+        if lines:
+            self._append(b"".join(lines), len(lines))
+
+    def _room(self) -> int:
+        """Bytes of records the open file takes before it is closed."""
+        written = self._file.data_bytes if self._file is not None else 0
+        return self.rotation.max_bytes - written
 
     def _append(self, data: bytes, records: int) -> None:
         now = time.monotonic()
@@ -166,7 +177,7 @@ class RecordWriter:
                 self._file = None
             return
         self.metrics.recorder_written(records)
-        if self._file.size >= self.rotation.max_bytes:
+        if self._file.data_bytes >= self.rotation.max_bytes:
             self._close()
 
     def _rotate(self, now: float, closing: bool) -> None:

@@ -1,0 +1,189 @@
+"""The writer thread and its files: rotation, flushes, a crash's tail, a full queue."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from bidder.recording.files import FileNamer, start_time
+from bidder.recording.record import RecordEncoder
+from bidder.recording.writer import CaptureQueue, FileRotation, RecordWriter
+from bidder.telemetry import Metrics
+from bidder.traffic.recordings import RecordingError, read_recordings
+from tests.conftest import PROJECT_ROOT
+from tests.recording.helpers import captures, closed_files, read_directory, read_file, wait_until
+
+LARGE = 1 << 28
+
+
+def writer_for(directory: Path, rotation: FileRotation, queue_size: int = 100_000) -> RecordWriter:
+    queue = CaptureQueue(queue_size)
+    return RecordWriter(
+        queue, directory, RecordEncoder(None), rotation, Metrics(CollectorRegistry())
+    )
+
+
+def sent_ids(count: int, seed: int = 1) -> list[str]:
+    return [orjson.loads(capture[2])["id"] for capture in captures(count, seed)]
+
+
+def counted(metrics: Metrics, outcome: str) -> float:
+    value = metrics.registry.get_sample_value("bidder_recorder_records_total", {"outcome": outcome})
+    assert value is not None
+    return value
+
+
+def test_files_rotate_by_size_and_each_is_complete_on_its_own(tmp_path: Path) -> None:
+    writer = writer_for(tmp_path, FileRotation(max_bytes=4096, max_seconds=3600, flush_seconds=60))
+    reported: list[Path] = []
+    writer.on_closed = reported.append
+    writer.start()
+    for capture in captures(400):
+        writer.queue.put(capture)
+    assert writer.stop(timeout=30)
+    files = closed_files(tmp_path)
+    assert len(files) > 2
+    assert reported == files
+    assert not list(tmp_path.glob("*.partial"))
+    for path in files[:-1]:
+        # Closed at the first record that takes it to the limit.
+        records = gzip.decompress(path.read_bytes()).splitlines(keepends=True)
+        assert sum(map(len, records)) >= 4096
+        assert sum(map(len, records[:-1])) < 4096
+    # Each file alone decompresses and parses; together they hold every record once, in order.
+    assert [record["id"] for record in read_directory(tmp_path)] == sent_ids(400)
+    assert counted(writer.metrics, "written") == 400
+    assert counted(writer.metrics, "dropped") == 0
+
+
+def test_files_rotate_by_age(tmp_path: Path) -> None:
+    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=0.2, flush_seconds=60))
+    writer.start()
+    first, second = captures(10), captures(10, seed=2)
+    for capture in first:
+        writer.queue.put(capture)
+    wait_until(lambda: len(closed_files(tmp_path)) == 1)
+    for capture in second:
+        writer.queue.put(capture)
+    assert writer.stop(timeout=30)
+    files = closed_files(tmp_path)
+    assert len(files) == 2
+    assert [r["id"] for r in read_file(files[0])] == sent_ids(10)
+    assert [r["id"] for r in read_file(files[1])] == sent_ids(10, seed=2)
+
+
+def test_names_sort_by_start_time_and_carry_pid_and_token(tmp_path: Path) -> None:
+    namer = FileNamer()
+    first = namer.next(tmp_path, 1764547200.25)
+    second = namer.next(tmp_path, 1764547260.0)
+    assert first.name.startswith(f"20251201T000000.250000Z-{os.getpid()}-{namer.token}-")
+    assert first.name.endswith(".jsonl.gz")
+    assert sorted([second, first]) == [first, second]
+    started = start_time(first)
+    assert started is not None
+    assert started.timestamp() == 1764547200.25
+    assert start_time(tmp_path / "notes.jsonl.gz") is None
+    assert FileNamer().token != namer.token
+
+
+def test_a_flush_makes_a_member_readable_while_the_file_is_open(tmp_path: Path) -> None:
+    rotation = FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=0.05)
+    writer = writer_for(tmp_path, rotation)
+    writer.start()
+    for capture in captures(30):
+        writer.queue.put(capture)
+    wait_until(lambda: partial_ids(tmp_path) == sent_ids(30))
+    assert writer.stop(timeout=30)
+    assert [r["id"] for r in read_directory(tmp_path)] == sent_ids(30)
+
+
+def partial_ids(directory: Path) -> list[str | None]:
+    """The ids readable so far in the open file."""
+    try:
+        recordings = read_recordings(directory.glob("*.jsonl.gz.partial"), max_records=1000)
+    except RecordingError:
+        return []  # nothing flushed yet
+    return [request.id for request in recordings.requests]
+
+
+def test_a_killed_recorder_leaves_a_readable_prefix_which_the_next_one_closes(
+    tmp_path: Path,
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.recording.crash_writer", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "flushed 100"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    (partial,) = tmp_path.glob("*.jsonl.gz.partial")
+    assert not closed_files(tmp_path)
+    recordings = read_recordings([partial], max_records=100_000)
+    ids = [request.id for request in recordings.requests]
+    # Everything flushed before the kill is there, in order; after it, whatever was flushed.
+    assert ids[:100] == sent_ids(100)
+    assert set(ids[100:]) <= set(sent_ids(50, seed=2))
+
+    # The dead process's file is closed by the next recorder to start in the directory.
+    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
+    writer.start()
+    assert writer.stop(timeout=30)
+    (adopted,) = closed_files(tmp_path)
+    assert adopted.name == partial.name.removesuffix(".partial")
+    assert writer.closed_files() == [adopted]
+
+
+def test_a_live_processs_files_are_left_to_it(tmp_path: Path) -> None:
+    parent = FileNamer()
+    name = parent.next(tmp_path, 1764547200.0).name
+    alive = tmp_path / name.replace(f"-{os.getpid()}-", f"-{os.getppid()}-")
+    alive.with_name(alive.name + ".partial").write_bytes(b"")
+    alive.write_bytes(b"")
+    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
+    writer.start()
+    assert writer.stop(timeout=30)
+    assert alive.with_name(alive.name + ".partial").exists()
+    assert writer.closed_files() == []
+
+
+def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path) -> None:
+    queue = CaptureQueue(capacity=3)
+    made = captures(5)
+    for capture in made:
+        queue.put(capture)
+    assert len(queue) == 3
+    assert queue.dropped == 2
+    assert queue.take() == made[:3]
+    metrics = Metrics(CollectorRegistry())
+    rotation = FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1)
+    writer = RecordWriter(queue, tmp_path, RecordEncoder(None), rotation, metrics)
+    writer.start()
+    queue.put(made[3])
+    assert writer.stop(timeout=30)
+    assert counted(metrics, "dropped") == 2
+    assert counted(metrics, "written") == 1
+
+
+def test_a_record_that_cannot_be_encoded_is_dropped_and_the_rest_written(tmp_path: Path) -> None:
+    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
+    good = captures(2)
+    arrival, headers, body, elapsed, version, _ = good[0]
+    broken = (arrival, headers, body, elapsed, version, (204, None, None, ["not a decision"]))
+    writer.start()
+    for capture in (good[0], broken, good[1]):
+        writer.queue.put(capture)  # type: ignore[arg-type]
+    assert writer.stop(timeout=30)
+    assert [r["id"] for r in read_directory(tmp_path)] == sent_ids(2)
+    assert counted(writer.metrics, "dropped") == 1
