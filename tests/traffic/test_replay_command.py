@@ -220,3 +220,31 @@ def test_progress_and_plot(
     progress = capsys.readouterr().err
     assert "replay [########################] 100%" in progress
     assert "sent 7  answered 7" in progress
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--speed", "0"], "must be positive, got '0'"),
+        (["--speed", "2", "--rate", "5"], "not allowed with argument"),
+        (["--rate", "nan"], "must be positive"),
+        (["--duration", "soon"], "not a duration: 'soon'"),
+        (["--target", "http://10.0.0.1:8000"], "only targets loopback, not 10.0.0.1"),
+    ],
+)
+def test_bad_flags_are_refused_with_the_reason(
+    tmp_path: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = [] if "--target" in flags else ["--target", "http://127.0.0.1:9"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", str(tmp_path / "any.jsonl.gz"), *target, *flags])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_loop_without_a_duration_is_refused(
+    server: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_recording(tmp_path / "known.jsonl.gz", known_answers())
+    assert replay(server, str(path), "--loop") == 2
+    assert "a looped replay needs a duration" in capsys.readouterr().err
