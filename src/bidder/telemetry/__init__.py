@@ -1,4 +1,4 @@
-"""Telemetry: Prometheus metrics and structured logs."""
+"""Telemetry: Prometheus metrics, CloudWatch EMF and structured logs."""
 
 from bidder.telemetry.logging import JsonFormatter, SampledLog, Throttle, configure_logging
 from bidder.telemetry.metrics import LATENCY_BUCKETS, OUTCOMES, STAGES, Metrics
