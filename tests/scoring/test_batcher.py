@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from bidder.errors import ScoringError
 from bidder.scoring import EmbeddedScorer
 from bidder.scoring.base import Scores
-from bidder.scoring.batcher import MicroBatcher
+from bidder.scoring.batcher import DeadlineExceeded, MicroBatcher
 from bidder.telemetry import Metrics
 
 
@@ -157,3 +157,51 @@ async def test_metrics_record_batch_sizes_and_waits(model: EmbeddedScorer) -> No
     registry = subject.metrics.registry
     assert registry.get_sample_value("bidder_batch_rows_sum") == 10
     assert registry.get_sample_value("bidder_batch_queue_wait_seconds_count") == 10
+
+
+async def test_callers_get_deadline_exceeded_at_their_own_deadlines(
+    model: EmbeddedScorer,
+) -> None:
+    scorer = GatedScorer(model)
+    subject = batcher(scorer)
+    scorer.gate.clear()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    late = asyncio.ensure_future(subject.score(rows_for(0), start + 0.4))
+    # Arrives later with an earlier deadline, and expires first.
+    early = asyncio.ensure_future(subject.score(rows_for(1), start + 0.05))
+    patient = asyncio.ensure_future(subject.score(rows_for(2)))
+    with pytest.raises(DeadlineExceeded):
+        await early
+    assert loop.time() - start < 0.4
+    assert not late.done()
+    with pytest.raises(DeadlineExceeded):
+        await late
+    assert loop.time() - start >= 0.4
+    assert not patient.done(), "a caller without a deadline waits for its call"
+    scorer.gate.set()
+    np.testing.assert_array_equal(await patient, model.predict(rows_for(2)))
+
+
+async def test_a_call_whose_callers_all_gave_up_is_cancelled(model: EmbeddedScorer) -> None:
+    scorer = GatedScorer(model)
+    subject = batcher(scorer)
+    scorer.gate.clear()
+    deadline = asyncio.get_running_loop().time() + 0.05
+    results = await asyncio.gather(
+        *(subject.score(rows_for(i), deadline) for i in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(result, DeadlineExceeded) for result in results)
+    assert scorer.calls == [3]
+    await asyncio.sleep(0)
+    assert not subject._tasks, "the abandoned call was cancelled"
+
+
+async def test_answered_callers_do_not_expire_and_are_let_go(model: EmbeddedScorer) -> None:
+    subject = batcher(GatedScorer(model))
+    loop = asyncio.get_running_loop()
+    first = await subject.score(rows_for(0), loop.time() + 0.02)
+    await subject.score(rows_for(1), loop.time() + 0.03)
+    await asyncio.sleep(0.05)
+    np.testing.assert_array_equal(first, model.predict(rows_for(0)))
+    assert not subject._deadlines._slots, "each slot let its callers go when it fired"

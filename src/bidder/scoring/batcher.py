@@ -13,17 +13,18 @@ bidder scores many requests' rows together. The rules:
 - Each caller gets exactly its own scores back, by position; a caller that gives up
   (cancelled, or past its deadline) is dropped from a batch not yet sent; a failed batch
   fails each of its callers with the same error, and only them.
-- A caller's deadline is a timer on its own future, not a timeout around its await: at the
+- A caller's deadline is kept by the batcher, not by a timeout around its await: at the
   deadline the caller gets `DeadlineExceeded` at once, and a call whose callers have all
-  given up is cancelled. One timer handle per request costs a fraction of what
-  `asyncio.timeout` does, and the bid path runs one per request.
+  given up is cancelled. Deadlines falling in the same millisecond share one timer: a
+  timer handle per request (armed and cancelled, about 1.4 µs on uvloop) would cost more
+  than the rest of the batcher, and `asyncio.timeout` more still.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -36,32 +37,79 @@ class DeadlineExceeded(TimeoutError):
     """The caller's deadline passed before its scores came back."""
 
 
-@dataclass(slots=True)
 class _Entry:
-    rows: npt.NDArray[np.float32]
-    future: asyncio.Future[Scores]
-    enqueued: float = field(default_factory=time.perf_counter)
-    # The model call this entry went out with, once it has: cancelled when every entry in
-    # it has given up, since nobody would read its result.
-    call: _Call | None = None
+    __slots__ = ("call", "deadline", "enqueued", "future", "rows")
+
+    def __init__(
+        self, rows: npt.NDArray[np.float32], future: asyncio.Future[Scores], deadline: float
+    ) -> None:
+        self.rows = rows
+        self.future = future
+        self.deadline = deadline
+        self.enqueued = time.perf_counter()
+        # The model call this entry went out with, once it has: cancelled when every entry
+        # in it has given up, since nobody would read its result.
+        self.call: _Call | None = None
+
+    def expire(self) -> None:
+        if self.future.done():
+            return
+        self.future.set_exception(DeadlineExceeded())
+        if self.call is not None:
+            self.call.abandon_if_unwanted()
 
 
-@dataclass(slots=True)
 class _Call:
-    entries: list[_Entry]
-    task: asyncio.Task[None] | None = None
+    __slots__ = ("entries", "task")
+
+    def __init__(self, entries: list[_Entry]) -> None:
+        self.entries = entries
+        self.task: asyncio.Task[None] | None = None
 
     def abandon_if_unwanted(self) -> None:
         if self.task is not None and all(entry.future.done() for entry in self.entries):
             self.task.cancel()
 
 
-def _expire(entry: _Entry) -> None:
-    if entry.future.done():
-        return
-    entry.future.set_exception(DeadlineExceeded())
-    if entry.call is not None:
-        entry.call.abandon_if_unwanted()
+class _Deadlines:
+    """Callers' deadlines (in the event loop's clock), grouped into slots of `resolution`
+    seconds with one timer per slot: at the end of its slot, every caller in it still
+    waiting gets `DeadlineExceeded`.
+
+    The event loop's timers are as coarse (libuv's are whole milliseconds), so a deadline
+    is kept as precisely as a timer of its own would keep it, at a timer per slot instead
+    of one per request. A slot holds its callers until it fires, answered or not: at most
+    about one budget's worth of requests.
+    """
+
+    __slots__ = ("_loop", "_slots", "resolution")
+
+    def __init__(self, resolution: float = 0.001) -> None:
+        self.resolution = resolution
+        self._slots: dict[int, tuple[asyncio.TimerHandle, list[_Entry]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, entry: _Entry, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:
+            self.close()  # another loop's timers would never fire in this one
+            self._loop = loop
+        slot = math.ceil(entry.deadline / self.resolution)
+        held = self._slots.get(slot)
+        if held is None:
+            timer = loop.call_at(slot * self.resolution, self._expire, slot)
+            self._slots[slot] = (timer, [entry])
+        else:
+            held[1].append(entry)
+
+    def _expire(self, slot: int) -> None:
+        _, entries = self._slots.pop(slot)
+        for entry in entries:
+            entry.expire()
+
+    def close(self) -> None:
+        for timer, _ in self._slots.values():
+            timer.cancel()
+        self._slots.clear()
 
 
 class MicroBatcher:
@@ -86,6 +134,7 @@ class MicroBatcher:
         self._in_flight = 0
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deadlines = _Deadlines()
 
     @property
     def kind(self) -> str:
@@ -103,6 +152,7 @@ class MicroBatcher:
         await self.scorer.start()
 
     async def close(self) -> None:
+        self._deadlines.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.scorer.close()
@@ -111,7 +161,9 @@ class MicroBatcher:
         """The rows' scores, or `DeadlineExceeded` at `deadline` (in the event loop's clock,
         `loop.time()`) if they are not back by then."""
         loop = asyncio.get_running_loop()
-        entry = _Entry(rows, loop.create_future())
+        entry = _Entry(rows, loop.create_future(), math.inf if deadline is None else deadline)
+        if deadline is not None:
+            self._deadlines.add(entry, loop)
         self._queue.append(entry)
         self._queued_rows += len(rows)
         if self._queued_rows >= self.max_batch_rows and self._in_flight < self.max_in_flight:
@@ -122,13 +174,7 @@ class MicroBatcher:
             elif self._in_flight < self.max_in_flight:
                 self._flush_handle = loop.call_later(self.max_wait, self._flush)
             # At the cap, the next call to come back flushes.
-        if deadline is None:
-            return await entry.future
-        expiry = loop.call_at(deadline, _expire, entry)
-        try:
-            return await entry.future
-        finally:
-            expiry.cancel()
+        return await entry.future
 
     def _flush(self) -> None:
         if self._flush_handle is not None:
@@ -141,17 +187,20 @@ class MicroBatcher:
 
     def _take_batch(self) -> list[_Entry]:
         batch: list[_Entry] = []
+        queue = self._queue
         rows = 0
-        while self._queue:
-            entry = self._queue[0]
-            if batch and rows + len(entry.rows) > self.max_batch_rows:
+        taken = 0
+        for entry in queue:
+            count = len(entry.rows)
+            if batch and rows + count > self.max_batch_rows:
                 break
-            self._queue.pop(0)
-            self._queued_rows -= len(entry.rows)
+            taken += 1
+            self._queued_rows -= count
             if entry.future.done():  # its caller gave up before the batch went out
                 continue
             batch.append(entry)
-            rows += len(entry.rows)
+            rows += count
+        del queue[:taken]
         return batch
 
     def _launch(self, batch: list[_Entry]) -> None:

@@ -205,6 +205,9 @@ class BidEndpoint:
             metrics.stage["features"].observe(vectorized - parsed)
             remaining = deadline - vectorized
             if remaining < self.model_time.expected:
+                # A skip measures nothing: pulled toward its floor, the estimate cannot stay
+                # above every budget for good after one stall of the process.
+                self.model_time.observe(self.model_time.floor)
                 return await self._no_bid(send, version, request, "deadline_skip")
             try:
                 loop_deadline = asyncio.get_running_loop().time() + remaining
