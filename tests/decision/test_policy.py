@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import msgspec
 import pytest
 
 from bidder.decision import BidPolicy, Creative, CreativeCatalog, LinearPricing, NoBidReason
+from bidder.decision.policy import _RandomIds
 from bidder.openrtb import decode_bid_request
 from bidder.settings import DEFAULT_CREATIVES_PATH
 
@@ -129,3 +131,22 @@ def test_shipped_creatives_load_and_carry_the_price_macro() -> None:
     assert catalog.creatives
     for creative in catalog.creatives:
         assert "${AUCTION_PRICE}" in (creative.adm or creative.nurl or "")
+
+
+def test_bid_ids_are_distinct_16_digit_hex_across_buffer_refills() -> None:
+    ids = _RandomIds()
+    made = [ids() for _ in range(1000)]  # four refills of the buffer
+    assert all(len(made_id) == 16 and int(made_id, 16) >= 0 for made_id in made)
+    assert len(set(made)) == len(made)
+
+
+def test_a_forked_worker_does_not_reuse_its_parents_ids() -> None:
+    ids = _RandomIds()
+    ids()  # the buffer now holds ids a child could repeat
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, ids().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 16).decode() != ids()

@@ -9,10 +9,14 @@ The first rule an impression fails is its no-bid reason.
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
+
+import msgspec
+import numpy as np
 
 from bidder.decision.creatives import Creative, CreativeCatalog, admits
 from bidder.openrtb.model import Bid, BidRequest, BidResponse, Imp, SeatBid
@@ -38,8 +42,8 @@ class LinearPricing:
         return round(min(self.max_price, self.intercept + self.slope * score), 4)
 
 
-@dataclass(frozen=True, slots=True)
-class ImpDecision:
+class ImpDecision(msgspec.Struct, frozen=True, gc=False):
+    # A struct, not a frozen dataclass: built once per impression, in a tenth of the time.
     imp: Imp
     score: float
     price: float | None = None
@@ -71,9 +75,12 @@ class BidPolicy:
         """One decision per impression, `scores` being in `request.imp` order."""
         imps = request.imp or []
         currency_accepted = not request.cur or self.currency in request.cur
+        # Python floats at once: iterating an array makes a numpy scalar per score.
+        values = scores.tolist() if isinstance(scores, np.ndarray) else [float(s) for s in scores]
+        decide = self._decide_imp
         return [
-            self._decide_imp(request, imp, float(score), currency_accepted)
-            for imp, score in zip(imps, scores, strict=True)
+            decide(request, imp, score, currency_accepted)
+            for imp, score in zip(imps, values, strict=True)
         ]
 
     def _decide_imp(
@@ -104,8 +111,39 @@ class BidPolicy:
             id=request.id,
             seatbid=[SeatBid(bid=bids, seat=self.seat)],
             cur=self.currency,
-            bidid=secrets.token_hex(8),
+            bidid=_random_id(),
         )
+
+
+class _RandomIds:
+    """64-bit random ids in hex, as `secrets.token_hex(8)` makes them, from the same source
+    (`os.urandom`) read a few kilobytes at a time instead of in a system call per id."""
+
+    __slots__ = ("_hex", "_next")
+
+    _BYTES: Final = 4096
+    _WIDTH: Final = 16
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._next = 0
+        # A forked worker must not hand out the ids left in its parent's buffer.
+        os.register_at_fork(after_in_child=self._discard)
+
+    def _discard(self) -> None:
+        self._hex = ""
+        self._next = 0
+
+    def __call__(self) -> str:
+        start = self._next
+        if start >= len(self._hex):
+            self._hex = os.urandom(self._BYTES).hex()
+            start = 0
+        self._next = start + self._WIDTH
+        return self._hex[start : self._next]
+
+
+_random_id = _RandomIds()
 
 
 def _bid(decision: ImpDecision) -> Bid:
@@ -114,7 +152,7 @@ def _bid(decision: ImpDecision) -> Bid:
     assert decision.price is not None
     assert decision.imp.id is not None
     return Bid(
-        id=secrets.token_hex(8),
+        id=_random_id(),
         impid=decision.imp.id,
         price=decision.price,
         adomain=creative.adomain,
