@@ -21,6 +21,10 @@ def closed_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.jsonl.gz"))
 
 
+def partial_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.jsonl.gz.partial"))
+
+
 def read_file(path: Path) -> list[dict[str, Any]]:
     """Every record of a closed file (`gzip` reads its members as one stream)."""
     return [orjson.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]

@@ -20,7 +20,7 @@ from bidder.server import BidderApp
 from bidder.settings import Settings
 from bidder.traffic.synthetic import generate_bid_requests
 from tests.conftest import LiveServer, free_port
-from tests.recording.helpers import closed_files, read_directory, wait_until
+from tests.recording.helpers import closed_files, partial_files, read_directory, wait_until
 
 BID = "/openrtb2/bid"
 HEADERS = {"content-type": "application/json", "x-openrtb-version": "2.6"}
@@ -62,6 +62,8 @@ def test_every_request_is_recorded_once_and_matches_its_answer(tmp_path: Path) -
     responses, version = serve_and_send(
         recording_settings(tmp_path, record_user_ids="keep"), bodies + invalid
     )
+    # Shutdown wrote the queue out and closed the file.
+    assert not partial_files(tmp_path)
     records = read_directory(tmp_path)
     assert len(records) == len(bodies) + len(invalid)
     by_id = {record["id"]: record for record in records}
