@@ -205,3 +205,16 @@ async def test_answered_callers_do_not_expire_and_are_let_go(model: EmbeddedScor
     await asyncio.sleep(0.05)
     np.testing.assert_array_equal(first, model.predict(rows_for(0)))
     assert not subject._deadlines._slots, "each slot let its callers go when it fired"
+
+
+async def test_a_call_abandoned_before_it_started_frees_its_place(model: EmbeddedScorer) -> None:
+    scorer = GatedScorer(model)
+    subject = batcher(scorer)
+    # Already past: the deadline fires in the same turn as the flush that launches the call,
+    # so the call is cancelled before its task first runs.
+    with pytest.raises(DeadlineExceeded):
+        await subject.score(rows_for(0), asyncio.get_running_loop().time() - 1)
+    await asyncio.sleep(0)
+    assert subject._in_flight == 0
+    scores = await asyncio.wait_for(subject.score(rows_for(1)), timeout=5)
+    np.testing.assert_array_equal(scores, model.predict(rows_for(1)))

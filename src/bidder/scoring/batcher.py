@@ -23,6 +23,7 @@ bidder scores many requests' rows together. The rules:
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 
@@ -217,17 +218,11 @@ class MicroBatcher:
         task = asyncio.get_running_loop().create_task(self._run(batch, rows))
         call.task = task
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(functools.partial(self._call_done, batch))
 
     async def _run(self, batch: list[_Entry], rows: npt.NDArray[np.float32]) -> None:
         try:
             scores = await self.scorer.score(rows)
-        except asyncio.CancelledError:
-            # Abandoned at its callers' deadlines (each already has its answer), or shut down.
-            for entry in batch:
-                if not entry.future.done():
-                    entry.future.cancel()
-            raise
         except Exception as exc:
             for entry in batch:
                 if not entry.future.done():
@@ -239,7 +234,17 @@ class MicroBatcher:
                 if not entry.future.done():
                     entry.future.set_result(scores[offset : offset + count])
                 offset += count
-        finally:
-            self._in_flight -= 1
-            if self._queue:
-                self._flush()
+
+    def _call_done(self, batch: list[_Entry], task: asyncio.Task[None]) -> None:
+        """The call's bookkeeping, in a done callback rather than in `_run`: a call
+        abandoned before its task first ran never enters `_run`'s body, and would otherwise
+        hold its place under `max_in_flight` for good."""
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        # Cancelled (abandoned at its callers' deadlines, or shut down): a caller still
+        # waiting is cancelled with it.
+        for entry in batch:
+            if not entry.future.done():
+                entry.future.cancel()
+        if self._queue:
+            self._flush()
