@@ -2,14 +2,15 @@
 
 A prometheus-client `Histogram.observe` takes a lock, walks the buckets and increments
 twice, about a microsecond; the bid path records eight or more values per request. These
-wrappers count into plain lists instead (the event loop is single-threaded, so no lock is
-needed) and `flush` adds the accumulated counts to the real metric children, one increment
-per touched bucket. `/metrics` flushes before it renders, and a background task flushes
+wrappers keep plain lists instead (the event loop is single-threaded, so no lock is
+needed): a histogram the observed values, a counter its pending count. `flush` bins the
+values with numpy and adds the accumulated counts to the real metric children, one
+increment per touched bucket. `/metrics` flushes before it renders, and a background task flushes
 every second so that other workers' values reach the shared multiprocess files promptly.
 
 A histogram may also keep fine log-spaced counts for a reported distribution (CloudWatch
 EMF): its buckets are then the union of the Prometheus bounds and the fine ones, so one
-bisection per observation serves both, and each Prometheus bucket stays exact.
+search per value serves both, and each Prometheus bucket stays exact.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from bidder.telemetry.distribution import Distribution, Grid, LogBuckets
 
@@ -28,7 +31,15 @@ class BatchedHistogram:
     each `flush`.
     """
 
-    __slots__ = ("_bounds", "_child", "_counts", "_distribution", "_prometheus_slot", "_sum")
+    __slots__ = (
+        "_bounds",
+        "_child",
+        "_distribution",
+        "_prometheus_slot",
+        "_search_bounds",
+        "_values",
+        "observe",
+    )
 
     def __init__(self, child: Any, fine: LogBuckets | None = None) -> None:
         self._child = child
@@ -44,8 +55,12 @@ class BatchedHistogram:
             # Every Prometheus bound is a grid bound, so a grid bucket lies in exactly one
             # Prometheus bucket: the first whose bound is at or above the grid bucket's.
             self._prometheus_slot = [bisect_left(prometheus_bounds, bound) for bound in grid.bounds]
-        self._counts = [0] * len(self._bounds)
-        self._sum = 0.0
+        self._search_bounds = np.asarray(self._bounds, dtype=np.float64)
+        # Observing is appending to a list: a C call, no Python frame (about 10 ns instead
+        # of 100 ns for a bisection in a method); `flush` bins the values with numpy. The
+        # list holds what one flush interval observed.
+        self._values: list[float] = []
+        self.observe: Callable[[float], None] = self._values.append
 
     @property
     def distribution(self) -> Distribution:
@@ -54,15 +69,17 @@ class BatchedHistogram:
             raise ValueError("this histogram keeps no fine buckets")
         return self._distribution
 
-    def observe(self, value: float) -> None:
-        # `le` buckets: the first bound at or above the value; +Inf is the last bound.
-        self._counts[bisect_left(self._bounds, value)] += 1
-        self._sum += value
-
     def flush(self) -> None:
-        counts = self._counts
-        if not any(counts):
+        values = self._values
+        if not values:
             return
+        # `le` buckets: the first bound at or above the value; +Inf is the last bound, and
+        # where a NaN goes too (numpy sorts NaN after +Inf).
+        slots = np.searchsorted(self._search_bounds, values, side="left")
+        np.minimum(slots, len(self._bounds) - 1, out=slots)
+        counts: list[int] = np.bincount(slots, minlength=len(self._bounds)).tolist()
+        total = sum(values)
+        values.clear()
         if self._distribution is not None:
             self._distribution.add(counts)
         buckets = self._child._buckets
@@ -70,12 +87,10 @@ class BatchedHistogram:
         for slot, count in enumerate(counts):
             if count:
                 per_bucket[self._prometheus_slot[slot]] += count
-                counts[slot] = 0
         for index, count in enumerate(per_bucket):
             if count:
                 buckets[index].inc(count)
-        self._child._sum.inc(self._sum)
-        self._sum = 0.0
+        self._child._sum.inc(total)
 
 
 class BatchedCounter:
