@@ -86,6 +86,7 @@ class LimitedHttpProtocol(BidderHttpProtocol):
         self._request_bytes = 0  # bytes read since (and with) the read the request began in
         self._first_read_bytes = 0
         self._refusal: tuple[HTTPStatus, str] | None = None
+        self._draining = False  # refused: what the client still sends is dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -97,10 +98,12 @@ class LimitedHttpProtocol(BidderHttpProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return
         self._read_bytes = len(data)
         self._request_bytes += self._read_bytes
         super().data_received(data)
-        if self.transport.is_closing():
+        if self._draining or self.transport.is_closing():
             return
         if not self._in_request:
             # uvicorn disarmed the idle timer on these bytes; if they began no request (blank
@@ -157,11 +160,28 @@ class LimitedHttpProtocol(BidderHttpProtocol):
                 b"content-length: %d\r\nconnection: close\r\n\r\n%s"
                 % (status.value, status.phrase.encode(), len(body), body)
             )
+            if cycle is not None and cycle.scope is self.scope:
+                # The app waits for the rest of this body: it is not coming.
+                cycle.disconnected = True
+                cycle.message_event.set()
+            self._close_after_draining()
         elif cycle is not None and not cycle.response_complete:
             cycle.keep_alive = False  # uvicorn closes the connection after this response
             self.flow.pause_reading()
+        else:
+            self.transport.close()
+
+    def _close_after_draining(self) -> None:
+        """Close once the client has read the refusal. Closing with its bytes still unread
+        would make the kernel send a reset, which can destroy the refusal before the client
+        reads it; so the sending side is shut and what the client still sends is dropped,
+        until it closes too or `request_read_timeout_ms` has passed."""
+        if not self.transport.can_write_eof():
+            self.transport.close()
             return
-        self.transport.close()
+        self.transport.write_eof()
+        self._draining = True
+        self._read_timer = self.loop.call_later(self._read_timeout, self.transport.close)
 
     def _read_timed_out(self) -> None:
         self._read_timer = None
