@@ -53,8 +53,14 @@ async def _cpu_per_call(invoker: Invoker, body: bytes, calls: int) -> float:
 
 
 async def _measure(url: str, rows: list[int], calls: int, repeats: int) -> dict[str, list[float]]:
+    # Generous timeouts: CPU is measured, not latency, and a busy machine must not fail it.
     invokers = {
-        client: make_invoker(SageMakerEndpoint("bench", endpoint_url=url, client=client), None)
+        client: make_invoker(
+            SageMakerEndpoint(
+                "bench", endpoint_url=url, client=client, connect_timeout=5, read_timeout=5
+            ),
+            None,
+        )
         for client in CLIENTS
     }
     bodies = {count: _body(count) for count in rows}
