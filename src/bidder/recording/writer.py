@@ -107,12 +107,16 @@ class RecordWriter:
         end where they stopped flushing), and starts the thread."""
         self.directory.mkdir(parents=True, exist_ok=True)
         for partial in sorted(self.directory.glob(f"*{PARTIAL_SUFFIX}")):
-            if self.namer.owns(partial):
-                closed = partial.with_name(partial.name.removesuffix(".partial"))
+            if not self.namer.owns(partial):
+                continue
+            closed = partial.with_name(partial.name.removesuffix(".partial"))
+            try:
                 partial.replace(closed)
-                logger.warning(
-                    "closed a recording left by a stopped process", extra={"file": closed.name}
-                )
+            except FileNotFoundError:
+                continue  # another worker starting at the same time closed it
+            logger.warning(
+                "closed a recording left by a stopped process", extra={"file": closed.name}
+            )
         self._thread.start()
 
     def stop(self, timeout: float) -> bool:
