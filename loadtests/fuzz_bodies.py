@@ -188,7 +188,7 @@ class BodyGenerator:
     def _nodes(self, document: Any) -> list[tuple[Any, Any]]:
         """(container, key or index) of every value in the tree, breadth first, up to 500."""
         nodes: list[tuple[Any, Any]] = []
-        queue = [document]
+        queue = [document] if isinstance(document, dict | list) else []
         while queue and len(nodes) < 500:
             container = queue.pop(0)
             items = container.items() if isinstance(container, dict) else enumerate(container)
@@ -199,7 +199,7 @@ class BodyGenerator:
         return nodes
 
     def _pick(self, document: Any) -> tuple[Any, Any]:
-        nodes = self._nodes(document) if isinstance(document, dict | list) else []
+        nodes = self._nodes(document)
         return self.rng.choice(nodes) if nodes else (None, None)
 
     # --- mutations of the bytes ---
