@@ -56,16 +56,12 @@ def _encoded(column: int, source: Source, encoding: Encoding, names: dict[str, A
     if isinstance(encoding, HashEncoding):
         names[f"buckets{column}"] = encoding.buckets
         return (
-            f"{target} = NAN if value is None else "
-            f"float(stable_hash({as_text}, buckets{column}))"
+            f"{target} = NAN if value is None else float(stable_hash({as_text}, buckets{column}))"
         )
     if isinstance(encoding, VocabularyEncoding):
         names[f"index{column}"] = {text: float(at) for at, text in enumerate(encoding.values)}
         names[f"unknown{column}"] = encoding.unknown
-        return (
-            f"{target} = NAN if value is None else "
-            f"index{column}.get({as_text}, unknown{column})"
-        )
+        return f"{target} = NAN if value is None else index{column}.get({as_text}, unknown{column})"
     assert isinstance(encoding, NumericEncoding)
     if source.kind == "int":
         return f"{target} = float(value)"

@@ -128,9 +128,7 @@ SOURCES: dict[str, Source] = {
         "local_time.tm_wday", "int", "day 0 (Monday) to 6 in the user's time zone", "local_time"
     ),
     "device_type": _request("device.devicetype", "int?", "device.devicetype", "device"),
-    "connection_type": _request(
-        "device.connectiontype", "int?", "device.connectiontype", "device"
-    ),
+    "connection_type": _request("device.connectiontype", "int?", "device.connectiontype", "device"),
     "device_make": _request("device.make", "str?", "device.make", "device"),
     "os": _request(
         "device.os.lower() if device.os else None", "str?", "device.os, lower-cased", "device"
@@ -142,9 +140,7 @@ SOURCES: dict[str, Source] = {
     "domain_or_bundle": _request(
         "domain_or_bundle(request)", "str?", "app.bundle, else the domain"
     ),
-    "publisher_id": _request(
-        "publisher_id(request)", "str?", "publisher.id of the site/app/dooh"
-    ),
+    "publisher_id": _request("publisher_id(request)", "str?", "publisher.id of the site/app/dooh"),
     "channel": _request("channel(request)", "int?", "1 site, 2 app, 3 dooh"),
     "ad_type": _imp("ad_type(imp)", "int?", "1 banner, 2 video, 3 audio, 4 native"),
     "ad_width": _imp(
@@ -158,9 +154,7 @@ SOURCES: dict[str, Source] = {
     ),
     "bidfloor": _imp("imp.bidfloor", "float", "imp.bidfloor"),
     "interstitial": _imp("imp.instl", "int", "imp.instl"),
-    "ad_position": _imp(
-        "None if imp.banner is None else imp.banner.pos", "int?", "banner.pos"
-    ),
+    "ad_position": _imp("None if imp.banner is None else imp.banner.pos", "int?", "banner.pos"),
     "constant": Source("constant", "", "float", "the feature's own `value`"),
 }
 
