@@ -1,14 +1,16 @@
-"""A replay keeps its schedule: each request reaches a real loopback server when the
-recording (scaled by `--speed`, or replaced by `--rate`) says it should.
+"""A replay keeps its schedule: each request goes out when the recording (scaled by
+`--speed`, or replaced by `--rate`) says it should, to a real loopback server.
 
-The server notes when each request began to arrive on the same monotonic clock as the
-sender, so the error of request k is its arrival minus (the replay's start + its offset).
-These are correctness properties of the scheduler, measured against a server in another
-process. The machine running the tests may be shared, and a sender or server that is not
-scheduled on a core for a few milliseconds misses its time through no fault of the
-scheduler: so a run gets up to `ATTEMPTS` tries, the median must be within 1 ms, the p90
-too unless the machine had more runnable work than CPUs (its load average), and the p99
-is printed.
+Two measures per request: the sender's own send-time error (how late the request was
+written against its schedule: the scheduler's property), and its arrival at the server,
+which notes when each request began to arrive on the same monotonic clock as the sender
+(arrival minus the replay's start plus the request's offset). The arrival adds the
+server's own wake-up, so it checks that nothing goes out early or out of order, and is
+printed. The machine running the tests may be shared, and a sender not scheduled on a
+core for a few milliseconds misses its time through no fault of the scheduler: so a run
+gets up to `ATTEMPTS` tries, the median send-time error must be within 1 ms, and the p90
+and p99 too unless the machine had more runnable work than CPUs (its load average): then
+they are only printed.
 """
 
 from __future__ import annotations
@@ -84,21 +86,24 @@ def oversubscribed() -> bool:
     return os.getloadavg()[0] > (os.cpu_count() or 1)
 
 
-def assert_on_schedule(measure: Callable[[], list[float]], label: str) -> None:
-    """Median (and p90, on a machine not oversubscribed) of the arrival errors within
-    1 ms, in one of `ATTEMPTS` runs."""
+def assert_on_schedule(measure: Callable[[], tuple[LoadResult, list[float]]], label: str) -> None:
+    """Send-time errors within 1 ms at the median (and p90 and p99, on a machine not
+    oversubscribed) in one of `ATTEMPTS` runs; no request arriving before its time."""
     for attempt in range(1, ATTEMPTS + 1):
-        errors = measure()
+        result, arrival_errors = measure()
         # Never early: an open loop does not send before its time.
-        assert min(errors) >= 0
-        median, p90, p99 = (percentile(errors, p) for p in (50, 90, 99))
+        assert min(arrival_errors) >= 0
+        lateness = result.send_lateness
+        median, p90, p99 = (lateness.percentile(p) * 1000 for p in (50.0, 90.0, 99.0))
         busy = oversubscribed()
         print(
-            f"{label}, attempt {attempt}: arrival error vs schedule median {median:.3f} ms, "
-            f"p90 {p90:.3f} ms, p99 {p99:.3f} ms, max {max(errors):.3f} ms"
-            + (" (machine oversubscribed: p90 not held to 1 ms)" if busy else "")
+            f"{label}, attempt {attempt}: send-time error median {median:.3f} ms, p90 "
+            f"{p90:.3f} ms, p99 {p99:.3f} ms, max {lateness.max * 1000:.3f} ms; arrival "
+            f"error median {percentile(arrival_errors, 50):.3f} ms, p90 "
+            f"{percentile(arrival_errors, 90):.3f} ms, p99 {percentile(arrival_errors, 99):.3f} ms"
+            + (" (machine oversubscribed: p90 and p99 not held to 1 ms)" if busy else "")
         )
-        if median <= 1.0 and (p90 <= 1.0 or busy):
+        if median <= 1.0 and (busy or (p90 <= 1.0 and p99 <= 1.0)):
             return
     raise AssertionError(f"{label}: off schedule in {ATTEMPTS} runs (see the output)")
 
@@ -111,11 +116,10 @@ def test_sends_are_within_a_millisecond_of_schedule_at_2000_per_second(
     times = [sum(gaps[:k]) for k in range(len(gaps))]
     path = write_requests(tmp_path / "fast.jsonl.gz", times)
 
-    def measure() -> list[float]:
+    def measure() -> tuple[LoadResult, list[float]]:
         result, intended, ids = replayed(server, path)
         assert result.statuses == {204: 4000}
-        print(f"sender lateness (ms): {result.send_lateness.to_dict()}")
-        return errors_ms(server, intended, ids)
+        return result, errors_ms(server, intended, ids)
 
     assert_on_schedule(measure, "2,000 req/s")
 
@@ -124,12 +128,12 @@ def test_speed_scales_the_recorded_gaps(server: Target, tmp_path: Path) -> None:
     times = [0.02 * n for n in range(30)]  # 50 requests/s recorded: 0.6 s
     path = write_requests(tmp_path / "slow.jsonl.gz", times)
 
-    def measure() -> list[float]:
+    def measure() -> tuple[LoadResult, list[float]]:
         result, intended, ids = replayed(server, path, speed=3.0)
         assert result.completed == 30
         # Three times as fast: the intended gaps are the recorded ones / 3.
         assert intended[1] - intended[0] == pytest.approx(0.02 / 3)
-        return errors_ms(server, intended, ids)
+        return result, errors_ms(server, intended, ids)
 
     assert_on_schedule(measure, "speed 3")
 
@@ -141,10 +145,10 @@ def test_a_rate_replaces_the_recorded_times_and_a_loop_sends_again(
     times = [2.0 * n for n in range(30)]
     path = write_requests(tmp_path / "sparse.jsonl.gz", times)
 
-    def measure() -> list[float]:
+    def measure() -> tuple[LoadResult, list[float]]:
         result, intended, ids = replayed(server, path, rate=400.0, limit=0.5, loop=True)
         assert result.completed == len(intended) == 200
         assert intended[1] - intended[0] == pytest.approx(1 / 400)
-        return errors_ms(server, intended, ids)
+        return result, errors_ms(server, intended, ids)
 
     assert_on_schedule(measure, "rate 400, looped")
