@@ -280,13 +280,13 @@ class Settings(BaseSettings):
         16 * 1024,
         ge=1024,
         le=1024 * 1024,
-        description="Largest request line plus headers; larger gets 400 and the connection closed.",
+        description="Largest request line plus headers; larger gets 431 and the connection closed.",
     )
     request_read_timeout_ms: int = Field(
         1000,
         ge=10,
         le=60_000,
-        description="Longest time from a request's first byte to its last (slow clients get 400).",
+        description="Longest time from a request's first byte to its last (slower gets 408).",
     )
 
     # --- the decision ---
