@@ -1,23 +1,31 @@
-"""SIGTERM under load: readiness turns false, in-flight requests finish, the process exits 0."""
+"""SIGTERM under load: readiness turns false, in-flight requests finish, buffered records are
+written out, the process exits 0."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
+from bidder.traffic.recordings import read_recordings
 from tests.conftest import SEED_FEATURE_SPEC, SEED_MODEL, free_port
 from tests.server.test_bid_endpoint import banner_request
 
 
-def test_sigterm_under_load_drops_nothing_in_flight() -> None:
+def test_sigterm_under_load_drops_nothing_in_flight(tmp_path: Path) -> None:
+    """...and what was buffered is written out: every answered request is in a closed
+    recording file (the recorder samples all of them here)."""
     port = free_port()
     env = {
+        "BIDDER_RECORD_DIR": str(tmp_path),
+        "BIDDER_RECORD_SAMPLE_RATE": "1",
         **os.environ,
         "BIDDER_MODEL_PATH": str(SEED_MODEL),
         "BIDDER_FEATURE_SPEC_PATH": str(SEED_FEATURE_SPEC),
@@ -47,6 +55,10 @@ def test_sigterm_under_load_drops_nothing_in_flight() -> None:
     assert failed_in_flight == 0, "a request that was sent before SIGTERM got no answer"
     assert readiness_after_signal in (503, None), "readiness turned false at once"
     assert '"message":"draining"' in output
+    recorded = read_recordings([tmp_path], max_records=1_000_000)
+    assert not recorded.truncated
+    assert not list(tmp_path.glob("*.partial"))
+    assert len(recorded.requests) == answered
 
 
 async def _load_then_terminate(
@@ -56,17 +68,20 @@ async def _load_then_terminate(
     answered = 0
     failed_in_flight = 0
     stop = asyncio.Event()
+    signalled_at = math.inf
 
     async def worker() -> None:
         nonlocal answered, failed_in_flight
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             while not stop.is_set():
+                sent_at = time.monotonic()
                 try:
                     response = await client.post("/openrtb2/bid", json=body)
                 except httpx.TransportError:
-                    # A request on a connection the server closed while draining never
-                    # reached the bidder; one that reached it must be answered.
-                    if not stop.is_set():
+                    # A request sent after SIGTERM may meet a connection closed by the
+                    # draining server, or the closed listener: it never reached the
+                    # bidder. One sent before the signal was in flight: it must be answered.
+                    if sent_at < signalled_at:
                         failed_in_flight += 1
                     return
                 # A bid or a no-bid (a deadline under this load) are both answers.
@@ -75,6 +90,7 @@ async def _load_then_terminate(
 
     workers = [asyncio.create_task(worker()) for _ in range(8)]
     await asyncio.sleep(1.0)
+    signalled_at = time.monotonic()
     process.send_signal(signal.SIGTERM)
     readiness: int | None = None
     try:
