@@ -70,6 +70,9 @@ class Sink(ABC):
             document = await self._queue.get()
             try:
                 problem = await self._deliver(document + b"\n")
+            except asyncio.CancelledError:
+                self._drop("shutting down")  # cut off mid-write by `close`
+                raise
             finally:
                 self._queue.task_done()
             if problem is None:
