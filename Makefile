@@ -12,7 +12,7 @@ PROMTOOL := $(TOOLS)/bin/promtool
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: install dev run test lint format typecheck bench train-default-model clean promtool lock
+.PHONY: install dev run test lint format typecheck bench bench-mlserver train-default-model clean promtool lock
 
 $(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,25 @@ lock: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m loadtests.bench
+
+# MLServer pins FastAPI below the project's and brings its own XGBoost, so it gets its own
+# git-ignored virtualenv. XGBoost 2.1 is the last release that reads the seed model's
+# legacy binary format, which the benchmark converts to XGBoost JSON for MLServer.
+# httptools: uvicorn's fast HTTP parser, which the model server uses too. uvloop 0.21:
+# MLServer's inference workers call asyncio.get_event_loop(), which newer uvloops refuse.
+MLSERVER_VENV := .venv-mlserver
+MLSERVER_PINS := mlserver==1.7.1 mlserver-xgboost==1.7.1 xgboost==2.1.4 httptools==0.9.0 \
+	uvloop==0.21.0
+MLSERVER_STAMP := $(MLSERVER_VENV)/.installed-mlserver-1.7.1-xgboost-2.1.4-uvloop-0.21
+
+$(MLSERVER_STAMP):
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet $(MLSERVER_PINS)
+	touch $@
+
+bench-mlserver: $(DEV_STAMP) $(MLSERVER_STAMP)
+	$(BIN)/python -m loadtests.mlserver_bench --mlserver-venv $(MLSERVER_VENV)
 
 train-default-model: $(DEV_STAMP)
 	$(BIN)/bidder train --out src/bidder/defaults/model
