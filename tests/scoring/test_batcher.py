@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from bidder.errors import ScoringError
 from bidder.scoring import EmbeddedScorer
-from bidder.scoring.base import Scores
+from bidder.scoring.base import Scorer, Scores
 from bidder.scoring.batcher import DeadlineExceeded, MicroBatcher
 from bidder.telemetry import Metrics
 
@@ -50,7 +50,7 @@ def model(seed_model: Path) -> EmbeddedScorer:
     return EmbeddedScorer.from_path(seed_model)
 
 
-def batcher(scorer: GatedScorer, **options: float) -> MicroBatcher:
+def batcher(scorer: Scorer, **options: float) -> MicroBatcher:
     return MicroBatcher(
         scorer,
         max_batch_rows=int(options.get("max_batch_rows", 64)),
@@ -218,3 +218,85 @@ async def test_a_call_abandoned_before_it_started_frees_its_place(model: Embedde
     assert subject._in_flight == 0
     scores = await asyncio.wait_for(subject.score(rows_for(1)), timeout=5)
     np.testing.assert_array_equal(scores, model.predict(rows_for(1)))
+
+
+class InlineModel:
+    """The seed model scored on the calling thread, as the embedded scorer does, counting
+    its calls; rows whose first value is -1 make the call fail."""
+
+    kind = "inline"
+    model_version = "test"
+
+    def __init__(self, model: EmbeddedScorer) -> None:
+        self.model = model
+        self.num_features = model.num_features
+        self.calls: list[int] = []
+
+    def predict(self, rows: npt.NDArray[np.float32]) -> Scores:
+        self.calls.append(len(rows))
+        if (rows[:, 0] == -1).any():
+            raise ScoringError("poisoned batch", reason="model_error")
+        return self.model.predict(rows)
+
+    async def score(self, rows: npt.NDArray[np.float32]) -> Scores:
+        raise AssertionError("an inline scorer is called through predict")
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_inline_scorer_is_called_from_the_flush_without_a_task_or_timer(
+    model: EmbeddedScorer,
+) -> None:
+    scorer = InlineModel(model)
+    subject = batcher(scorer, max_batch_rows=16)
+    deadline = asyncio.get_running_loop().time() + 60
+    inputs = [rows_for(i, count=1 + i % 3) for i in range(40)]
+    results = await asyncio.gather(*(subject.score(rows, deadline) for rows in inputs))
+    for rows, scores in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(scores, model.predict(rows))
+    assert sum(scorer.calls) == sum(len(rows) for rows in inputs)
+    assert max(scorer.calls) <= 16, "within the cap"
+    assert len(scorer.calls) < 10, "coalesced"
+    assert not subject._tasks
+    assert subject._in_flight == 0
+    assert not subject._deadlines._slots, "no caller is held until its deadline"
+
+
+async def test_an_inline_scorer_keeps_deadlines_and_fails_only_its_batch(
+    model: EmbeddedScorer,
+) -> None:
+    scorer = InlineModel(model)
+    # Full at the third caller: the expired one takes no place in the batch.
+    subject = batcher(scorer, max_batch_rows=3)
+    now = asyncio.get_running_loop().time()
+    poisoned = rows_for(0)
+    poisoned[0, 0] = -1
+    results = await asyncio.gather(
+        subject.score(rows_for(9), now - 0.001),  # already past when the flush comes
+        subject.score(poisoned, now + 60),
+        subject.score(rows_for(1), now + 60),
+        subject.score(rows_for(2)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], DeadlineExceeded)
+    assert isinstance(results[1], ScoringError)
+    assert isinstance(results[2], ScoringError), "same batch as the poisoned rows"
+    np.testing.assert_array_equal(results[3], model.predict(rows_for(2)))
+    assert scorer.calls == [2, 1], "the expired caller's rows were not scored"
+
+
+async def test_the_embedded_scorer_is_scored_inline(model: EmbeddedScorer) -> None:
+    subject = MicroBatcher(
+        model,
+        max_batch_rows=64,
+        max_wait=0.002,
+        max_in_flight=1,
+        metrics=Metrics(CollectorRegistry()),
+    )
+    assert subject._predict_inline is not None
+    scores = await subject.score(rows_for(3), asyncio.get_running_loop().time() + 60)
+    np.testing.assert_array_equal(scores, model.predict(rows_for(3)))

@@ -18,6 +18,13 @@ bidder scores many requests' rows together. The rules:
   given up is cancelled. Deadlines falling in the same millisecond share one timer: a
   timer handle per request (armed and cancelled, about 1.4 µs on uvloop) would cost more
   than the rest of the batcher, and `asyncio.timeout` more still.
+- A scorer that computes on the event loop's thread (an `InlineScorer`, the embedded
+  model) is called straight from the flush, with no task and no deadline timer: its
+  callers wait one turn of the loop at most, and no timer could fire while it computes,
+  so a caller whose deadline has passed by the flush gets `DeadlineExceeded` there. This
+  saves a task per batch and, per request, a slot in the deadline timers that would hold
+  it (and its scores) until its deadline: about 2 µs of CPU and the garbage collector's
+  work on objects that would otherwise live a whole budget.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import asyncio
 import functools
 import math
 import time
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +45,13 @@ from bidder.telemetry.metrics import Metrics
 
 class DeadlineExceeded(TimeoutError):
     """The caller's deadline passed before its scores came back."""
+
+
+@runtime_checkable
+class InlineScorer(Protocol):
+    """A scorer whose scores are computed synchronously, on the calling thread."""
+
+    def predict(self, rows: npt.NDArray[np.float32]) -> Scores: ...
 
 
 class _Entry:
@@ -136,6 +152,7 @@ class MicroBatcher:
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadlines = _Deadlines()
+        self._predict_inline = scorer.predict if isinstance(scorer, InlineScorer) else None
 
     @property
     def kind(self) -> str:
@@ -163,7 +180,7 @@ class MicroBatcher:
         `loop.time()`) if they are not back by then."""
         loop = asyncio.get_running_loop()
         entry = _Entry(rows, loop.create_future(), math.inf if deadline is None else deadline)
-        if deadline is not None:
+        if deadline is not None and self._predict_inline is None:
             self._deadlines.add(entry, loop)
         self._queue.append(entry)
         self._queued_rows += len(rows)
@@ -181,14 +198,20 @@ class MicroBatcher:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        if self._predict_inline is not None:
+            self._score_inline(self._predict_inline)
+            return
         while self._queue and self._in_flight < self.max_in_flight:
             batch = self._take_batch()
             if batch:
                 self._launch(batch)
 
     def _take_batch(self) -> list[_Entry]:
+        """The queue's first callers still waiting, up to `max_batch_rows` rows; a caller
+        whose deadline has passed gets `DeadlineExceeded` instead of a place."""
         batch: list[_Entry] = []
         queue = self._queue
+        now = asyncio.get_running_loop().time()
         rows = 0
         taken = 0
         for entry in queue:
@@ -199,18 +222,40 @@ class MicroBatcher:
             self._queued_rows -= count
             if entry.future.done():  # its caller gave up before the batch went out
                 continue
+            if entry.deadline <= now:  # its timer, if any, has not fired yet
+                entry.future.set_exception(DeadlineExceeded())
+                continue
             batch.append(entry)
             rows += count
         del queue[:taken]
         return batch
 
-    def _launch(self, batch: list[_Entry]) -> None:
+    def _score_inline(self, predict: Callable[[npt.NDArray[np.float32]], Scores]) -> None:
+        """Every queued caller's scores, batch by batch, computed here and now."""
+        while self._queue:
+            batch = self._take_batch()
+            if not batch:
+                continue
+            rows = self._rows_of(batch)
+            try:
+                scores = predict(rows)
+            except Exception as exc:
+                _fail(batch, exc)
+            else:
+                _deliver(batch, scores)
+
+    def _rows_of(self, batch: list[_Entry]) -> npt.NDArray[np.float32]:
+        """The batch's rows in one array, its wait and size recorded."""
         now = time.perf_counter()
         observe_wait = self.metrics.batch_wait.observe
         for entry in batch:
             observe_wait(now - entry.enqueued)
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([e.rows for e in batch])
         self.metrics.batch_size.observe(len(rows))
+        return rows
+
+    def _launch(self, batch: list[_Entry]) -> None:
+        rows = self._rows_of(batch)
         self._in_flight += 1
         call = _Call(batch)
         for entry in batch:
@@ -224,16 +269,9 @@ class MicroBatcher:
         try:
             scores = await self.scorer.score(rows)
         except Exception as exc:
-            for entry in batch:
-                if not entry.future.done():
-                    entry.future.set_exception(exc)
+            _fail(batch, exc)
         else:
-            offset = 0
-            for entry in batch:
-                count = len(entry.rows)
-                if not entry.future.done():
-                    entry.future.set_result(scores[offset : offset + count])
-                offset += count
+            _deliver(batch, scores)
 
     def _call_done(self, batch: list[_Entry], task: asyncio.Task[None]) -> None:
         """The call's bookkeeping, in a done callback rather than in `_run`: a call
@@ -242,9 +280,27 @@ class MicroBatcher:
         self._tasks.discard(task)
         self._in_flight -= 1
         # Cancelled (abandoned at its callers' deadlines, or shut down): a caller still
-        # waiting is cancelled with it.
+        # waiting is cancelled with it. Unlinked from their call, the entries and the call
+        # are freed by reference counting, not left to the garbage collector as a cycle.
         for entry in batch:
+            entry.call = None
             if not entry.future.done():
                 entry.future.cancel()
         if self._queue:
             self._flush()
+
+
+def _deliver(batch: list[_Entry], scores: Scores) -> None:
+    """Each caller still waiting gets its own rows' scores, by position."""
+    offset = 0
+    for entry in batch:
+        count = len(entry.rows)
+        if not entry.future.done():
+            entry.future.set_result(scores[offset : offset + count])
+        offset += count
+
+
+def _fail(batch: list[_Entry], error: Exception) -> None:
+    for entry in batch:
+        if not entry.future.done():
+            entry.future.set_exception(error)
