@@ -15,7 +15,8 @@ import pytest
 
 from bidder.server import BidderApp
 from bidder.server.admission import AdmissionControl
-from bidder.server.protocol import BidderHttpProtocol
+from bidder.server.connection_limits import LimitedHttpProtocol
+from bidder.server.protocol import BidderHttpProtocol, whole_bid_request
 from tests.conftest import LiveServer, free_port
 from tests.faults import FaultServer, fault_server
 from tests.server.test_bid_endpoint import JSON_HEADERS, banner_request
@@ -189,17 +190,107 @@ def _send(port: int, body: bytes) -> socket.socket:
 
 
 def _read_response(connection: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = connection.recv(65536)
-        assert chunk, "connection closed before a response"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(rest) < length:
-        rest += connection.recv(65536)
-    return head + b"\r\n\r\n" + rest
+    """One response, and not a byte of the next: answers to pipelined requests can arrive in
+    one segment, so the bytes are peeked at and only this response's are taken."""
+    while True:
+        data = connection.recv(65536, socket.MSG_PEEK)
+        assert data, "connection closed before a response"
+        head, found, _ = data.partition(b"\r\n\r\n")
+        if found:
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            size = len(head) + len(found) + length
+            if len(data) >= size:
+                return connection.recv(size, socket.MSG_WAITALL)
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize(
+    ("data", "keep_alive"),
+    [
+        (_request(b"{}"), True),
+        (_request(b"{}", close=True), False),
+        (_request(b"{}").replace(b"content-length", b"Content-Length"), True),
+        (_request(b"{}").replace(b"host: test", b"connection: keep-alive"), True),
+        # Everything else is left to the parser, which sheds at the end of the headers or
+        # says what is wrong.
+        (_request(b"{}")[:-1], None),  # body not all there yet
+        (_request(b"{}") + _request(b"{}"), None),  # pipelined
+        (_request(b"{}").replace(b"POST /openrtb2/bid", b"POST /openrtb2/bid?x=1"), None),
+        (_request(b"{}").replace(b"HTTP/1.1", b"HTTP/1.0"), None),
+        (_request(b"{}").replace(b"content-length: 2", b"content-length: x"), None),
+        (_request(b"{}").replace(b"host: test", b"content-length: 2"), None),  # twice
+        (_request(b"{}").replace(b"host: test", b"expect: 100-continue"), None),
+        (_request(b"{}").replace(b"host: test", b"transfer-encoding: chunked"), None),
+        (_request(b"{}" * 600), None),  # over the body limit used here
+        (_request(b"{}").replace(b"\r\n\r\n", b"\r\n"), None),
+    ],
+)
+def test_the_fast_path_takes_only_one_whole_plainly_framed_bid_request(
+    data: bytes, keep_alive: bool | None
+) -> None:
+    assert whole_bid_request(data, max_body=1000) is keep_alive
+
+
+@pytest.mark.parametrize("http", [BidderHttpProtocol, LimitedHttpProtocol])
+def test_every_way_a_shed_request_arrives_is_answered_in_order(
+    endpoint: FaultServer, http: Any
+) -> None:
+    body = orjson.dumps(banner_request(tmax=None))
+    whole = _request(body)
+    chunked = (
+        b"POST /openrtb2/bid HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+        b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    )
+    with _slow_bidder(endpoint, http) as server:
+        endpoint.mode, endpoint.delay = "slow", 1.0
+        holders = [_send(server.port, body) for _ in range(2)]
+        _until_endpoint_saw(endpoint, 3)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+            connection.sendall(whole)  # one read: the fast path
+            connection.sendall(whole[:40])  # in parts: shed when the headers are complete
+            time.sleep(0.05)
+            connection.sendall(whole[40:])
+            connection.sendall(whole + whole)  # pipelined
+            connection.sendall(chunked)
+            for _ in range(5):
+                assert _read_response(connection).startswith(b"HTTP/1.1 204 ")
+        assert _overload_count(server.url) == 5
+        for holder in holders:
+            assert _read_response(holder).startswith(b"HTTP/1.1 200 ")
+            holder.close()
+
+
+def test_a_connection_busy_with_shed_requests_is_not_closed_as_idle(
+    endpoint: FaultServer,
+) -> None:
+    """The fast path leaves uvicorn's idle timer running; when it fires on a connection that
+    has been busy since, it is armed again rather than closing a connection in use."""
+    body = orjson.dumps(banner_request(tmax=None))
+    settings = sagemaker_settings(
+        endpoint,
+        sagemaker_timeout_ms=5000,
+        deadline_ceiling_ms=5000,
+        deadline_default_ms=5000,
+        admission_min_concurrency=1,
+        admission_max_queue_ms=0.001,
+        batch_max_rows=1,
+    )
+    server = LiveServer(BidderApp(settings), free_port(), http=LimitedHttpProtocol)
+    server.server.config.timeout_keep_alive = 1  # `bidder serve` passes its setting so
+    with server:
+        endpoint.mode, endpoint.delay = "slow", 10.0
+        holder = _send(server.port, body)
+        _until_endpoint_saw(endpoint, 2)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+            for _ in range(10):  # 2.5 s of sheds, more than twice the idle limit
+                connection.sendall(_request(body))
+                assert _read_response(connection).startswith(b"HTTP/1.1 204 ")
+                time.sleep(0.25)
+            connection.settimeout(5)
+            # Idle now: closed within two idle limits.
+            assert connection.recv(1) == b""
+        holder.close()

@@ -80,7 +80,6 @@ class LimitedHttpProtocol(BidderHttpProtocol):
         self._max_header_bytes = settings.max_header_bytes
         self._read_timeout = settings.request_read_timeout_ms / 1000
         self._read_timer: TimerHandle | None = None
-        self._in_request = False
         self._awaiting_headers = False
         self._read_bytes = 0  # the size of the read being parsed
         self._request_bytes = 0  # bytes read since (and with) the read the request began in
@@ -121,7 +120,6 @@ class LimitedHttpProtocol(BidderHttpProtocol):
             self._read_timer = self.loop.call_later(self._read_timeout, self._read_timed_out)
 
     def on_message_begin(self) -> None:
-        self._in_request = True
         self._awaiting_headers = True
         self._request_bytes = self._first_read_bytes = self._read_bytes
         super().on_message_begin()
@@ -136,7 +134,6 @@ class LimitedHttpProtocol(BidderHttpProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._in_request = False
         self._disarm_read_timer()
         super().on_message_complete()
 
