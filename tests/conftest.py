@@ -17,6 +17,7 @@ from moto.server import ThreadedMotoServer
 from bidder.server import BidderApp
 from bidder.server.protocol import BidderHttpProtocol
 from bidder.settings import Settings
+from tests.faults import FaultServer, fault_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -101,12 +102,25 @@ def live_server() -> Iterator[Callable[[Settings], LiveServer]]:
 
 
 @pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 server on a loopback port, with a versioned bucket `MODEL_BUCKET` and static
-    credentials (the standard chain reads them from the environment)."""
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Static credentials through the standard AWS chain (the environment), for the loopback
+    stand-ins of AWS services, which check no signature."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def endpoint(seed_model: Path, aws_credentials: None) -> Iterator[FaultServer]:
+    """A SageMaker endpoint stand-in serving the seed model, whose faults tests switch on."""
+    with fault_server(seed_model, free_port()) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_endpoint(aws_credentials: None) -> Iterator[str]:
+    """moto's S3 server on a loopback port, with a versioned bucket `MODEL_BUCKET`."""
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

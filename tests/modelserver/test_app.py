@@ -91,10 +91,8 @@ def test_unknown_route_and_method(client: httpx.Client) -> None:
 
 
 async def test_runtime_api_path_serves_unmodified_aiobotocore(
-    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+    server: LiveServer, aws_credentials: None
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     session = get_session()
     async with session.create_client(
         "sagemaker-runtime", region_name="us-east-1", endpoint_url=server.url

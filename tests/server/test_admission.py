@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +16,7 @@ from bidder.server.admission import AdmissionControl
 from bidder.server.connection_limits import LimitedHttpProtocol
 from bidder.server.protocol import BidderHttpProtocol, whole_bid_request
 from tests.conftest import LiveServer, free_port
-from tests.faults import FaultServer, fault_server
+from tests.faults import FaultServer
 from tests.server.test_bid_endpoint import JSON_HEADERS, banner_request
 from tests.server.test_sagemaker_chain import sagemaker_settings
 
@@ -70,17 +68,7 @@ def test_the_limit_never_falls_below_the_minimum() -> None:
     assert admission.limit == 50
 
 
-@pytest.fixture(autouse=True)
-def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
-@pytest.fixture
-def endpoint(seed_model: Path) -> Iterator[FaultServer]:
-    with fault_server(seed_model, free_port()) as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("aws_credentials")
 
 
 def _slow_bidder(endpoint: FaultServer, http: Any) -> LiveServer:

@@ -17,20 +17,14 @@ from bidder.settings import Settings
 from tests.conftest import LiveServer
 from tests.faults import FaultServer
 from tests.server.test_bid_endpoint import banner_request, metric
-from tests.server.test_sagemaker_chain import endpoint, sagemaker_settings
-
-__all__ = ["endpoint"]  # the fixture, shared with the chain tests
+from tests.server.test_sagemaker_chain import sagemaker_settings
 
 # The (unresolvable by definition, RFC 6761) name of an endpoint that does not exist.
 UNRESOLVABLE_URL = "http://nonexistent.invalid:8080"
 LOAD_CLIENTS = 4
 
 
-@pytest.fixture(autouse=True)
-def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+pytestmark = pytest.mark.usefixtures("aws_credentials")
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +11,11 @@ import orjson
 import pytest
 
 from bidder.settings import Settings
-from tests.conftest import LiveServer, free_port
-from tests.faults import FaultServer, fault_server
+from tests.conftest import LiveServer
+from tests.faults import FaultServer
 from tests.server.test_bid_endpoint import JSON_HEADERS, banner_request, seed_settings
 
-
-@pytest.fixture(autouse=True)
-def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
-@pytest.fixture
-def endpoint(seed_model: Path) -> Iterator[FaultServer]:
-    with fault_server(seed_model, free_port()) as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("aws_credentials")
 
 
 def sagemaker_settings(endpoint: FaultServer, **overrides: Any) -> Settings:
