@@ -92,6 +92,36 @@ def test_no_creative_fits_gives_204(client: httpx.Client) -> None:
     assert metric(client, 'bidder_no_bids_total{reason="no_creative"}') == 1
 
 
+def test_no_bids_answer_in_the_version_asked_and_every_count_adds_up(
+    client: httpx.Client,
+) -> None:
+    """No-bid answers are built once per version; the counts are batched: neither may
+    mix up requests."""
+    two_imps = banner_request(
+        imp=[
+            {"id": "1", "banner": {"w": 123, "h": 45}},
+            {"id": "2", "banner": {"w": 300, "h": 250}, "bidfloor": 25.0},
+        ]
+    )
+    asked = {"2.5": "2.5", "2.6": "2.6", "2.4": "2.5"}
+    for sent, answered in asked.items():
+        response = post(client, two_imps, **{"x-openrtb-version": sent})
+        assert response.status_code == 204
+        assert response.content == b""
+        assert response.headers["x-openrtb-version"] == answered
+    assert post(client, banner_request()).status_code == 200
+    assert metric(client, 'bidder_requests_total{outcome="no_bid"}') == 3
+    assert metric(client, 'bidder_requests_total{outcome="bid"}') == 1
+    assert metric(client, 'bidder_no_bids_total{reason="no_creative"}') == 3
+    assert metric(client, 'bidder_impressions_total{decision="no_creative"}') == 3
+    assert metric(client, 'bidder_impressions_total{decision="below_floor"}') == 3
+    assert metric(client, 'bidder_impressions_total{decision="bid"}') == 1
+    assert metric(client, "bidder_model_score_count") == 7
+    assert metric(client, "bidder_bid_price_count") == 1
+    assert metric(client, "bidder_request_duration_seconds_count") == 4
+    assert metric(client, 'bidder_stage_duration_seconds_count{stage="decide"}') == 4
+
+
 def test_blocked_advertiser_and_floor_give_204(client: httpx.Client) -> None:
     assert post(client, banner_request(badv=["advertiser.example"])).status_code == 204
     floor = banner_request(imp=[{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 25.0}])

@@ -7,7 +7,7 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from bidder.telemetry.batched import BatchedCounter, BatchedHistogram
+from bidder.telemetry.batched import BatchedCounter, BatchedHistogram, BatchedTally
 from bidder.telemetry.distribution import LogBuckets
 from bidder.telemetry.metrics import LATENCY_BUCKETS, LATENCY_FINE_BUCKETS
 
@@ -78,3 +78,29 @@ def test_fine_buckets_count_every_observation_once() -> None:
         assert grid.representatives[slot] == pytest.approx(
             value, rel=LATENCY_FINE_BUCKETS.max_relative_error
         )
+
+
+def test_a_tally_counts_each_label_into_its_counter_at_flush() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("answers", "c", ["outcome"], registry=registry)
+    counters = {name: BatchedCounter(counter.labels(name)) for name in ("bid", "no_bid")}
+    tally = BatchedTally(counters)
+    labels = random.Random(2).choices(["bid", "no_bid"], weights=[1, 3], k=1000)
+    for label in labels:
+        tally.add(label)
+    counters["bid"].inc(5)  # counted directly too, beside the tally
+    tally.add("stray")  # not one of the counters' labels: left out, flushing goes on
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value("answers_total", {"outcome": name})
+
+    assert value("bid") == 0, "nothing reaches the counters before a flush"
+    tally.flush()
+    for batched in counters.values():
+        batched.flush()
+    assert value("bid") == labels.count("bid") + 5
+    assert value("no_bid") == labels.count("no_bid")
+    tally.flush()
+    for batched in counters.values():
+        batched.flush()
+    assert value("no_bid") == labels.count("no_bid"), "a flush counts each label once"

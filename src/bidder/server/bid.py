@@ -17,7 +17,7 @@ from typing import Final
 
 import orjson
 
-from bidder.asgi import BodyTooLarge, Receive, Scope, Send, read_body, respond
+from bidder.asgi import BodyTooLarge, Message, Receive, Scope, Send, read_body, respond
 from bidder.decision.policy import ImpDecision
 from bidder.errors import (
     InvalidRequest,
@@ -43,9 +43,16 @@ VERSION_HEADER: Final = b"x-openrtb-version"
 logger = logging.getLogger("bidder.bid")
 
 _JSON: Final = (b"content-type", b"application/json")
+# The versions a request names most often, negotiated once (see `_negotiate_version`).
+_KNOWN_VERSIONS: Final = {version.encode(): version.encode() for version in SUPPORTED_VERSIONS}
 
 
 class BidEndpoint:
+    """The bid handler. Per request it does only what the request needs: everything that
+    can be is resolved here once (limits, the metrics' recording functions, the no-bid
+    answers of each protocol version), and what it records goes into the batched metrics
+    as list appends, folded into Prometheus at each flush."""
+
     def __init__(self, settings: Settings, metrics: Metrics, state: AppState) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -71,6 +78,17 @@ class BidEndpoint:
         )
         admission = self.admission
         metrics.in_flight.follow(lambda: admission.in_flight)
+        self._no_bid_answers = {
+            version: _NoBidAnswer(version)
+            for version in {self.default_version, *(v.encode() for v in SUPPORTED_VERSIONS)}
+        }
+        self._observe_parse = metrics.stage["parse"].observe
+        self._observe_features = metrics.stage["features"].observe
+        self._observe_score = metrics.stage["score"].observe
+        self._observe_decide = metrics.stage["decide"].observe
+        self._observe_request = metrics.request_time.observe
+        self._count_outcome = metrics.outcome_tally.add
+        self._count_no_bid = metrics.no_bid_tally.add
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -81,58 +99,57 @@ class BidEndpoint:
         admission = self.admission
         if admission.overloaded():
             # Served by a server without `BidderHttpProtocol`, which sheds before ASGI.
-            await respond(send, 204, b"", [(VERSION_HEADER, self.default_version)])
+            await self._no_bid_answers[self.default_version].send(send)
             self.shed(time.perf_counter() - started)
             return
         admission.started()
+        version = self.default_version
+        body = b""
         try:
-            await self._answer(scope, receive, send, started, arrival)
+            try:
+                version, gzipped = self._check_headers(scope["headers"])
+                try:
+                    received = await read_body(receive, self.max_body)
+                except BodyTooLarge:
+                    raise self._too_large() from None
+                if received is None:
+                    return  # the client went away
+                body = self._gunzip(received) if gzipped else received
+                request = decode_bid_request(
+                    body, max_imps=self.max_imps, max_depth=self.max_json_depth
+                )
+            except RequestError as exc:
+                verdict = await self._refuse(send, version, exc)
+            else:
+                verdict = await self._bid(request, arrival, started, version, send)
+            elapsed = time.perf_counter() - started
+            self._observe_request(elapsed)
+            recorder = self.state.recorder
+            if recorder is not None and recorder.sampled(verdict[1], body):
+                # References only, once the answer is sent: the recorder's thread does the rest.
+                model_version = self.metrics.model_version
+                recorder.put((arrival, scope["headers"], body, elapsed, model_version, verdict))
         finally:
             admission.finished()
 
     def shed(self, elapsed: float) -> None:
         """Count a request answered with a no-bid because the bidder is overloaded."""
-        metrics = self.metrics
-        metrics.outcome["no_bid"].inc()
-        metrics.no_bid_reason["overload"].inc()
-        metrics.shed.inc()
-        metrics.request_time.observe(elapsed)
+        self._count_outcome("no_bid")
+        self._count_no_bid("overload")
+        self.metrics.shed.inc()
+        self._observe_request(elapsed)
 
-    async def _answer(
-        self, scope: Scope, receive: Receive, send: Send, started: float, arrival: float
-    ) -> None:
-        version = self.default_version
-        body = b""
-        try:
-            version, gzipped = self._check_headers(scope["headers"])
-            try:
-                received = await read_body(receive, self.max_body)
-            except BodyTooLarge:
-                raise self._too_large() from None
-            if received is None:
-                return  # the client went away
-            body = received
-            if gzipped:
-                body = self._gunzip(body)
-            verdict = await self._bid(body, arrival, started, version, send)
-        except RequestError as exc:
-            self.metrics.rejected(exc.status_code)
-            self.errors.log(
-                logging.WARNING,
-                type(exc).__name__,
-                "bid request refused",
-                {"status": exc.status_code, "error": exc.message, "field": _field(exc)},
-            )
-            headers = [_JSON, (VERSION_HEADER, version)]
-            await respond(send, exc.status_code, orjson.dumps({"error": exc.message}), headers)
-            verdict = (exc.status_code, None, None, None)
-        elapsed = time.perf_counter() - started
-        self.metrics.request_time.observe(elapsed)
-        recorder = self.state.recorder
-        if recorder is not None and recorder.sampled(verdict[1], body):
-            # References only, once the answer is sent: the recorder's thread does the rest.
-            model_version = self.metrics.model_version
-            recorder.put((arrival, scope["headers"], body, elapsed, model_version, verdict))
+    async def _refuse(self, send: Send, version: bytes, error: RequestError) -> Verdict:
+        self.metrics.rejected(error.status_code)
+        self.errors.log(
+            logging.WARNING,
+            type(error).__name__,
+            "bid request refused",
+            {"status": error.status_code, "error": error.message, "field": _field(error)},
+        )
+        headers = [_JSON, (VERSION_HEADER, version)]
+        await respond(send, error.status_code, orjson.dumps({"error": error.message}), headers)
+        return (error.status_code, None, None, None)
 
     def _check_headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
         content_type = None
@@ -145,7 +162,7 @@ class BidEndpoint:
             elif name == b"content-encoding":
                 encoding = value.strip().lower()
             elif name == VERSION_HEADER:
-                version = _negotiate_version(value)
+                version = _KNOWN_VERSIONS.get(value) or _negotiate_version(value)
             elif name == b"transfer-encoding":
                 framed = True  # httptools has checked the chunked framing
             elif name == b"content-length":
@@ -159,16 +176,19 @@ class BidEndpoint:
             raise LengthRequired("content-length: missing (send one, or a chunked body)")
         if content_type is None:
             raise UnsupportedMediaType("content-type: missing, expected application/json")
-        media_type = content_type.split(b";", 1)[0].strip().lower()
-        if media_type != b"application/json":
-            raise UnsupportedMediaType(
-                f"content-type: {media_type.decode('latin-1')!r} is not application/json"
-            )
-        if encoding not in (b"identity", b"gzip"):
+        if content_type != b"application/json":  # the usual value needs no parsing
+            media_type = content_type.split(b";", 1)[0].strip().lower()
+            if media_type != b"application/json":
+                raise UnsupportedMediaType(
+                    f"content-type: {media_type.decode('latin-1')!r} is not application/json"
+                )
+        if encoding == b"identity":
+            return version, False
+        if encoding != b"gzip":
             raise UnsupportedMediaType(
                 f"content-encoding: {encoding.decode('latin-1')!r} is not supported (gzip is)"
             )
-        return version, encoding == b"gzip"
+        return version, True
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"body: larger than the limit of {self.max_body} bytes")
@@ -189,25 +209,24 @@ class BidEndpoint:
         return data
 
     async def _bid(
-        self, body: bytes, arrival: float, started: float, version: bytes, send: Send
+        self, request: BidRequest, arrival: float, started: float, version: bytes, send: Send
     ) -> Verdict:
-        metrics = self.metrics
-        runtime = self.state.runtime
-        request = decode_bid_request(body, max_imps=self.max_imps, max_depth=self.max_json_depth)
         parsed = time.perf_counter()
-        metrics.stage["parse"].observe(parsed - started)
+        self._observe_parse(parsed - started)
+        runtime = self.state.runtime
         if runtime is None:
             return await self._no_bid(send, version, request, "not_ready")
         deadline = started + self.deadlines.budget(request.tmax)
         try:
             rows = runtime.vectorizer.matrix(request, arrival)
             vectorized = time.perf_counter()
-            metrics.stage["features"].observe(vectorized - parsed)
+            self._observe_features(vectorized - parsed)
             remaining = deadline - vectorized
-            if remaining < self.model_time.expected:
+            model_time = self.model_time
+            if remaining < model_time.expected:
                 # A skip measures nothing: pulled toward its floor, the estimate cannot stay
                 # above every budget for good after one stall of the process.
-                self.model_time.observe(self.model_time.floor)
+                model_time.observe(model_time.floor)
                 return await self._no_bid(send, version, request, "deadline_skip")
             try:
                 loop_deadline = asyncio.get_running_loop().time() + remaining
@@ -216,11 +235,11 @@ class BidEndpoint:
                 # Its rows leave a batch not yet sent; a call nobody waits for is cancelled.
                 return await self._no_bid(send, version, request, "deadline")
             scored = time.perf_counter()
-            self.model_time.observe(scored - vectorized)
-            metrics.stage["score"].observe(scored - vectorized)
+            model_time.observe(scored - vectorized)
+            self._observe_score(scored - vectorized)
             decisions = runtime.policy.decide(request, scores)
             response = runtime.policy.respond(request, decisions)
-            metrics.stage["decide"].observe(time.perf_counter() - scored)
+            self._observe_decide(time.perf_counter() - scored)
         except ScoringError as exc:
             self.errors.log(
                 logging.WARNING, exc.reason, "model failed to score", {"request_id": request.id}
@@ -236,18 +255,27 @@ class BidEndpoint:
                 exc_info=True,
             )
             return await self._no_bid(send, version, request, "internal_error", outcome="error")
-        observe_score = metrics.score.observe
-        for decision in decisions:
-            observe_score(decision.score)
-            if decision.reason is None and decision.price is not None:
-                metrics.bid_price.observe(decision.price)
-            metrics.imp_decision["bid" if decision.reason is None else decision.reason].inc()
+        self._count_decisions(decisions)
         if response is None:
             reason = decisions[0].reason or "no_creative"
             return await self._no_bid(send, version, request, reason, decisions)
-        metrics.outcome["bid"].inc()
+        self._count_outcome("bid")
         await respond(send, 200, encode_bid_response(response), [_JSON, (VERSION_HEADER, version)])
         return (200, request, None, decisions)
+
+    def _count_decisions(self, decisions: list[ImpDecision]) -> None:
+        metrics = self.metrics
+        observe_score = metrics.score.observe
+        count = metrics.imp_decision_tally.add
+        for decision in decisions:
+            observe_score(decision.score)
+            reason = decision.reason
+            if reason is not None:
+                count(reason)
+                continue
+            count("bid")
+            if decision.price is not None:
+                metrics.bid_price.observe(decision.price)
 
     async def _no_bid(
         self,
@@ -258,10 +286,29 @@ class BidEndpoint:
         decisions: list[ImpDecision] | None = None,
         outcome: str = "no_bid",
     ) -> Verdict:
-        self.metrics.outcome[outcome].inc()
-        self.metrics.no_bid_reason[reason].inc()
-        await respond(send, 204, b"", [(VERSION_HEADER, version)])
+        self._count_outcome(outcome)
+        self._count_no_bid(reason)
+        await self._no_bid_answers[version].send(send)
         return (204, request, reason, decisions)
+
+
+class _NoBidAnswer:
+    """A version's 204 answer, its two ASGI messages built once: an ASGI server reads the
+    messages it is sent and never changes them, and a no-bid is most answers."""
+
+    __slots__ = ("_body", "_start")
+
+    def __init__(self, version: bytes) -> None:
+        self._start: Message = {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [(VERSION_HEADER, version)],
+        }
+        self._body: Message = {"type": "http.response.body", "body": b""}
+
+    async def send(self, send: Send) -> None:
+        await send(self._start)
+        await send(self._body)
 
 
 def _field(error: RequestError) -> str | None:

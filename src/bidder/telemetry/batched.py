@@ -16,7 +16,8 @@ search per value serves both, and each Prometheus bucket stays exact.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,34 @@ class BatchedCounter:
         if self._pending:
             self._child.inc(self._pending)
             self._pending = 0.0
+
+
+class BatchedTally:
+    """Counts events by label into a set of counters, one per label (`BatchedCounter`s).
+
+    `add(label)` appends the label to a list, a C call of about 30 ns where looking a
+    counter up and calling its `inc` is a dictionary access and a Python call, about
+    150 ns; the bid path counts two or three labelled events per request. `flush`
+    counts the labels and adds each total to its counter, which must be flushed after.
+    """
+
+    __slots__ = ("_counters", "_labels", "add")
+
+    def __init__(self, counters: Mapping[str, BatchedCounter]) -> None:
+        self._counters = counters
+        self._labels: list[str] = []
+        self.add: Callable[[str], None] = self._labels.append
+
+    def flush(self) -> None:
+        if not self._labels:
+            return
+        totals = Counter(self._labels)
+        self._labels.clear()
+        for label, total in totals.items():
+            # The labels come from fixed sets; a stray one (a bug) must not stop flushing.
+            counter = self._counters.get(label)
+            if counter is not None:
+                counter.inc(total)
 
 
 class BatchedGauge:

@@ -26,7 +26,7 @@ from prometheus_client import (
 
 from bidder import __version__
 from bidder.decision.policy import NoBidReason
-from bidder.telemetry.batched import BatchedCounter, BatchedGauge, BatchedHistogram
+from bidder.telemetry.batched import BatchedCounter, BatchedGauge, BatchedHistogram, BatchedTally
 from bidder.telemetry.distribution import Distribution, Grid, LogBuckets
 from bidder.telemetry.process import SummedProcessMetrics
 from bidder.telemetry.scrape import multiprocess_registry
@@ -285,6 +285,10 @@ class Metrics:
         self.imp_decision = {
             name: BatchedCounter(self.impressions.labels(name)) for name in decisions
         }
+        # The bid path's per-request counts by label: a list append each (see BatchedTally).
+        self.outcome_tally = BatchedTally(self.outcome)
+        self.no_bid_tally = BatchedTally(self.no_bid_reason)
+        self.imp_decision_tally = BatchedTally(self.imp_decision)
         self.stage = {name: BatchedHistogram(self.stage_duration.labels(name)) for name in STAGES}
         self.request_time = BatchedHistogram(self.request_duration, LATENCY_FINE_BUCKETS)
         self.score = BatchedHistogram(self.model_score)
@@ -309,6 +313,10 @@ class Metrics:
         self._flush_listeners: list[Callable[[], None]] = []
         self.model_version = "none"  # until `set_model`
         self._flushed += [
+            # Tallies first: they add to the counters flushed after them.
+            self.outcome_tally,
+            self.no_bid_tally,
+            self.imp_decision_tally,
             *self.outcome.values(),
             *self.no_bid_reason.values(),
             *self.imp_decision.values(),
