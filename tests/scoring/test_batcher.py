@@ -300,3 +300,29 @@ async def test_the_embedded_scorer_is_scored_inline(model: EmbeddedScorer) -> No
     assert subject._predict_inline is not None
     scores = await subject.score(rows_for(3), asyncio.get_running_loop().time() + 60)
     np.testing.assert_array_equal(scores, model.predict(rows_for(3)))
+
+
+async def test_rows_as_lists_give_the_same_scores_as_floats(model: EmbeddedScorer) -> None:
+    subject = batcher(InlineModel(model))
+    inputs = [rows_for(i, count=1 + i % 3) for i in range(12)]
+    results = await asyncio.gather(*(subject.score(rows.tolist()) for rows in inputs))
+    for rows, scores in zip(inputs, results, strict=True):
+        assert all(type(score) is float for score in scores)
+        assert scores == model.predict(rows).tolist()
+    assert await subject.score([]) == [], "no rows, no call"
+
+
+class MiscountingScorer(InlineModel):
+    def predict(self, rows: npt.NDArray[np.float32]) -> Scores:
+        return super().predict(rows)[:-1]
+
+
+async def test_a_model_giving_the_wrong_number_of_scores_fails_its_batch(
+    model: EmbeddedScorer,
+) -> None:
+    subject = batcher(MiscountingScorer(model))
+    results = await asyncio.gather(
+        *(subject.score(rows_for(i)) for i in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(result, ScoringError) for result in results)
+    assert "2 scores for 3 rows" in str(results[0])

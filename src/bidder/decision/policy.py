@@ -75,8 +75,14 @@ class BidPolicy:
         """One decision per impression, `scores` being in `request.imp` order."""
         imps = request.imp or []
         currency_accepted = not request.cur or self.currency in request.cur
-        # Python floats at once: iterating an array makes a numpy scalar per score.
-        values = scores.tolist() if isinstance(scores, np.ndarray) else [float(s) for s in scores]
+        # Python floats at once: iterating an array makes a numpy scalar per score. The
+        # bid path's scores are a list of floats already (see `MicroBatcher`).
+        if isinstance(scores, list):
+            values = scores
+        elif isinstance(scores, np.ndarray):
+            values = scores.tolist()
+        else:
+            values = [float(score) for score in scores]
         decide = self._decide_imp
         return [
             decide(request, imp, score, currency_accepted)

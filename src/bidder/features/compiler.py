@@ -15,10 +15,10 @@ its namespace, never as text, so a spec cannot inject code.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 from typing import Any
 
-from bidder.features.hashing import stable_hash
 from bidder.features.sources import HELPERS, LOCAL_NEEDS, LOCALS, SOURCES, Local, Source, Value
 from bidder.features.spec import (
     Encoding,
@@ -55,8 +55,10 @@ def _encoded(column: int, source: Source, encoding: Encoding, names: dict[str, A
     as_text = "value" if source.kind == "str?" else "str(value)"
     if isinstance(encoding, HashEncoding):
         names[f"buckets{column}"] = encoding.buckets
+        # `stable_hash` written out: its call would cost as much as the hashing.
         return (
-            f"{target} = NAN if value is None else float(stable_hash({as_text}, buckets{column}))"
+            f"{target} = NAN if value is None"
+            f" else float(crc32({as_text}.encode('utf-8')) % buckets{column})"
         )
     if isinstance(encoding, VocabularyEncoding):
         names[f"index{column}"] = {text: float(at) for at, text in enumerate(encoding.values)}
@@ -89,7 +91,7 @@ def generate(spec: FeatureSpec) -> tuple[str, dict[str, Any]]:
         **HELPERS,
         "NAN": math.nan,
         "isfinite": math.isfinite,
-        "stable_hash": stable_hash,
+        "crc32": zlib.crc32,
         "encode_numeric": encode_numeric,
     }
     request_lines: list[str] = []

@@ -10,7 +10,8 @@ anything read from a spec.
 
 The names an expression may use: `request` (the `BidRequest`), `device` and `geo` (the
 request's, or empty ones when it has none, so that every field reads as None), `local_time`
-(the arrival time in the user's time zone, a `time.struct_time`), and per impression `imp`
+(the arrival time in the user's time zone, a `time.struct_time`), `inventory` (the request's
+site, app or dooh, or None), and per impression `imp`
 and `size` (the slot's `(w, h)`, or None); plus the helpers below.
 """
 
@@ -20,13 +21,13 @@ import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from bidder.openrtb.model import BidRequest, Device, Geo, Imp, Publisher
+from bidder.openrtb.model import BidRequest, Device, Geo, Imp
 
 Value = float | int | str | None
 # What an expression gives, so that its encoding can skip the checks it cannot need:
 # `int` is never None, `int?` and `str?` may be None, `float` is never None.
 Kind = Literal["int", "int?", "float", "str?"]
-Local = Literal["device", "geo", "local_time", "size"]
+Local = Literal["device", "geo", "inventory", "local_time", "size"]
 
 # Every field of these reads as None: a request without a device (or a device without a
 # geo) needs no check in the expressions.
@@ -53,15 +54,6 @@ def local_time_of(geo: Geo, now: float) -> time.struct_time:
     return time.gmtime(now + offset_minutes * 60)
 
 
-def publisher_id(request: BidRequest) -> str | None:
-    publisher: Publisher | None = None
-    for inventory in (request.site, request.app, request.dooh):
-        if inventory is not None:
-            publisher = inventory.publisher
-            break
-    return publisher.id if publisher is not None else None
-
-
 def domain(request: BidRequest) -> str | None:
     for inventory in (request.site, request.app, request.dooh):
         if inventory is not None and inventory.domain:
@@ -73,28 +65,6 @@ def domain_or_bundle(request: BidRequest) -> str | None:
     if request.app is not None and request.app.bundle:
         return request.app.bundle
     return domain(request)
-
-
-def channel(request: BidRequest) -> int | None:
-    if request.site is not None:
-        return 1
-    if request.app is not None:
-        return 2
-    if request.dooh is not None:
-        return 3
-    return None
-
-
-def ad_type(imp: Imp) -> int | None:
-    if imp.banner is not None:
-        return 1
-    if imp.video is not None:
-        return 2
-    if imp.audio is not None:
-        return 3
-    if imp.native is not None:
-        return 4
-    return None
 
 
 def ad_size(imp: Imp) -> tuple[int, int] | None:
@@ -140,9 +110,26 @@ SOURCES: dict[str, Source] = {
     "domain_or_bundle": _request(
         "domain_or_bundle(request)", "str?", "app.bundle, else the domain"
     ),
-    "publisher_id": _request("publisher_id(request)", "str?", "publisher.id of the site/app/dooh"),
-    "channel": _request("channel(request)", "int?", "1 site, 2 app, 3 dooh"),
-    "ad_type": _imp("ad_type(imp)", "int?", "1 banner, 2 video, 3 audio, 4 native"),
+    "publisher_id": _request(
+        "None if inventory is None or inventory.publisher is None else inventory.publisher.id",
+        "str?",
+        "publisher.id of the site/app/dooh",
+        "inventory",
+    ),
+    # Conditional expressions rather than helper functions: a Python call per feature would
+    # cost more than the feature's whole expression.
+    "channel": _request(
+        "1 if request.site is not None else 2 if request.app is not None"
+        " else 3 if request.dooh is not None else None",
+        "int?",
+        "1 site, 2 app, 3 dooh",
+    ),
+    "ad_type": _imp(
+        "1 if imp.banner is not None else 2 if imp.video is not None"
+        " else 3 if imp.audio is not None else 4 if imp.native is not None else None",
+        "int?",
+        "1 banner, 2 video, 3 audio, 4 native",
+    ),
     "ad_width": _imp(
         "None if size is None else size[0]", "int?", "banner/format/video width", "size"
     ),
@@ -162,6 +149,9 @@ SOURCES: dict[str, Source] = {
 LOCALS: Final[dict[Local, str]] = {
     "device": "NO_DEVICE if request.device is None else request.device",
     "geo": "NO_GEO if device.geo is None else device.geo",
+    # The first of site, app and dooh present (a valid request has at most one).
+    "inventory": "request.site if request.site is not None"
+    " else request.app if request.app is not None else request.dooh",
     "local_time": "local_time_of(geo, now)",
     "size": "ad_size(imp)",
 }
@@ -169,6 +159,7 @@ LOCALS: Final[dict[Local, str]] = {
 LOCAL_NEEDS: Final[dict[Local, tuple[Local, ...]]] = {
     "device": (),
     "geo": ("device",),
+    "inventory": (),
     "local_time": ("geo", "device"),
     "size": (),
 }
@@ -177,10 +168,7 @@ HELPERS: Final = {
     "NO_DEVICE": NO_DEVICE,
     "NO_GEO": NO_GEO,
     "local_time_of": local_time_of,
-    "publisher_id": publisher_id,
     "domain": domain,
     "domain_or_bundle": domain_or_bundle,
-    "channel": channel,
-    "ad_type": ad_type,
     "ad_size": ad_size,
 }

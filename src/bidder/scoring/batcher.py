@@ -10,6 +10,10 @@ bidder scores many requests' rows together. The rules:
   `max_wait`, or until `max_batch_rows` are waiting or a call comes back, before it makes
   another concurrent call; never more than `max_in_flight` calls are out, and at that cap
   rows wait for a call to come back.
+- Callers hand over their rows as sequences of floats (the vectorizer's lists); a batch's
+  rows become one array at once, rather than an array per request and a concatenation,
+  and its scores become Python floats at once (what the decisions read), each caller
+  getting its own slice of them.
 - Each caller gets exactly its own scores back, by position; a caller that gives up
   (cancelled, or past its deadline) is dropped from a batch not yet sent; a failed batch
   fails each of its callers with the same error, and only them.
@@ -33,14 +37,18 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from bidder.errors import ScoringError
 from bidder.scoring.base import Scorer, Scores
 from bidder.telemetry.metrics import Metrics
+
+# One request's feature rows: lists of floats from the vectorizer, or a 2-D array.
+Rows: TypeAlias = Sequence[Sequence[float]] | npt.NDArray[np.float32]
 
 
 class DeadlineExceeded(TimeoutError):
@@ -57,9 +65,7 @@ class InlineScorer(Protocol):
 class _Entry:
     __slots__ = ("call", "deadline", "enqueued", "future", "rows")
 
-    def __init__(
-        self, rows: npt.NDArray[np.float32], future: asyncio.Future[Scores], deadline: float
-    ) -> None:
+    def __init__(self, rows: Rows, future: asyncio.Future[list[float]], deadline: float) -> None:
         self.rows = rows
         self.future = future
         self.deadline = deadline
@@ -130,7 +136,7 @@ class _Deadlines:
 
 
 class MicroBatcher:
-    """A `Scorer` that coalesces concurrent calls into batches for the scorer it wraps."""
+    """Coalesces concurrent calls into batches for the `Scorer` it wraps."""
 
     def __init__(
         self,
@@ -175,9 +181,11 @@ class MicroBatcher:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.scorer.close()
 
-    async def score(self, rows: npt.NDArray[np.float32], deadline: float | None = None) -> Scores:
+    async def score(self, rows: Rows, deadline: float | None = None) -> list[float]:
         """The rows' scores, or `DeadlineExceeded` at `deadline` (in the event loop's clock,
         `loop.time()`) if they are not back by then."""
+        if len(rows) == 0:
+            return []  # nothing to wait for, nor to add to another caller's batch
         loop = asyncio.get_running_loop()
         entry = _Entry(rows, loop.create_future(), math.inf if deadline is None else deadline)
         if deadline is not None and self._predict_inline is None:
@@ -236,9 +244,9 @@ class MicroBatcher:
             batch = self._take_batch()
             if not batch:
                 continue
-            rows = self._rows_of(batch)
             try:
-                scores = predict(rows)
+                rows = self._rows_of(batch)
+                scores = _floats(predict(rows), len(rows))
             except Exception as exc:
                 _fail(batch, exc)
             else:
@@ -248,26 +256,32 @@ class MicroBatcher:
         """The batch's rows in one array, its wait and size recorded."""
         now = time.perf_counter()
         observe_wait = self.metrics.batch_wait.observe
-        for entry in batch:
-            observe_wait(now - entry.enqueued)
-        rows = batch[0].rows if len(batch) == 1 else np.concatenate([e.rows for e in batch])
+        if len(batch) == 1:
+            observe_wait(now - batch[0].enqueued)
+            combined = batch[0].rows
+        else:
+            combined = []
+            for entry in batch:
+                observe_wait(now - entry.enqueued)
+                combined.extend(entry.rows)
+        rows = np.array(combined, dtype=np.float32)  # raises on rows of unequal widths
         self.metrics.batch_size.observe(len(rows))
         return rows
 
     def _launch(self, batch: list[_Entry]) -> None:
-        rows = self._rows_of(batch)
         self._in_flight += 1
         call = _Call(batch)
         for entry in batch:
             entry.call = call
-        task = asyncio.get_running_loop().create_task(self._run(batch, rows))
+        task = asyncio.get_running_loop().create_task(self._run(batch))
         call.task = task
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._call_done, batch))
 
-    async def _run(self, batch: list[_Entry], rows: npt.NDArray[np.float32]) -> None:
+    async def _run(self, batch: list[_Entry]) -> None:
         try:
-            scores = await self.scorer.score(rows)
+            rows = self._rows_of(batch)
+            scores = _floats(await self.scorer.score(rows), len(rows))
         except Exception as exc:
             _fail(batch, exc)
         else:
@@ -290,7 +304,19 @@ class MicroBatcher:
             self._flush()
 
 
-def _deliver(batch: list[_Entry], scores: Scores) -> None:
+def _floats(scores: Scores, rows: int) -> list[float]:
+    """The scores of a batch as Python floats, checked to be one per row.
+
+    One conversion per batch: a slice of a list costs a third of a slice of an array,
+    and the decisions would turn each caller's array into floats anyway.
+    """
+    values: list[float] = np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
+    if len(values) != rows:
+        raise ScoringError(f"the model gave {len(values)} scores for {rows} rows")
+    return values
+
+
+def _deliver(batch: list[_Entry], scores: list[float]) -> None:
     """Each caller still waiting gets its own rows' scores, by position."""
     offset = 0
     for entry in batch:

@@ -218,7 +218,8 @@ class BidEndpoint:
             return await self._no_bid(send, version, request, "not_ready")
         deadline = started + self.deadlines.budget(request.tmax)
         try:
-            rows = runtime.vectorizer.matrix(request, arrival)
+            # Lists, not an array: the batcher builds one array for the whole batch.
+            rows = runtime.vectorizer.rows(request, arrival)
             vectorized = time.perf_counter()
             self._observe_features(vectorized - parsed)
             remaining = deadline - vectorized
