@@ -8,6 +8,7 @@ path records a value with one method call and no label look-up.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import platform
 from collections.abc import Callable
@@ -111,6 +112,8 @@ EMF_DOCUMENT_OUTCOMES: Final = ("written", "dropped")
 RECORDER_OUTCOMES: Final = ("written", "dropped")
 
 MULTIPROCESS_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+logger = logging.getLogger("bidder.telemetry")
 
 
 class _Flushable(Protocol):
@@ -332,11 +335,19 @@ class Metrics:
         ]
 
     def flush(self) -> None:
-        """Fold what the hot path recorded into the Prometheus metrics."""
-        for flushed in self._flushed:
-            flushed.flush()
-        for listener in self._flush_listeners:
-            listener()
+        """Fold what the hot path recorded into the Prometheus metrics.
+
+        Every part is flushed even when one fails, and the first failure is raised after:
+        the hot path's histograms hold each value observed until their flush.
+        """
+        failure: Exception | None = None
+        for flush in [*(flushed.flush for flushed in self._flushed), *self._flush_listeners]:
+            try:
+                flush()
+            except Exception as exc:  # the other parts must still drain
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def on_flush(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every flush, when the metrics are up to date (the
@@ -353,9 +364,15 @@ class Metrics:
         return generate_latest(multiprocess_registry(directory))
 
     async def flush_periodically(self, interval: float = 1.0) -> None:
+        """Flush every `interval` seconds for as long as the process serves, whatever one
+        flush raises: without it the hot path's histogram values pile up, about 330 bytes
+        per bid request (30 MiB per 100,000)."""
         while True:
             await asyncio.sleep(interval)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                logger.exception("metrics flush failed")
 
     def process_exited(self) -> None:
         self.flush()
