@@ -9,6 +9,7 @@ message naming the setting.
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -331,6 +332,13 @@ class Settings(BaseSettings):
                 "BIDDER_RECORD_S3_RETRY_MAX_SECONDS must be at least "
                 "BIDDER_RECORD_S3_RETRY_MIN_SECONDS"
             )
+
+    @property
+    def compiled_trees_dir(self) -> Path | None:
+        """Where compiled trees are kept, or None when the model is not to be compiled."""
+        if not self.compile_model:
+            return None
+        return self.compile_cache_dir or Path(tempfile.gettempdir()) / "bidder-models"
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -11,14 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from aiobotocore.session import get_session
 
-from bidder.modelserver import ModelServerApp
+from bidder.modelserver import ModelServerApp, create_model_server_app
+from bidder.modelserver.app import MODEL_DIR_VARIABLE
 from bidder.scoring import EmbeddedScorer
+from bidder.scoring.payloads import encode_rows
 from tests.conftest import LiveServer, free_port
 
 SEED_ROW = b"2,0,0.0,7.0,3.0,20.0,2"
+CSV = {"content-type": "text/csv"}
 SEED_SCORE = 0.000847571762278676
 
 
@@ -147,3 +152,46 @@ def test_serve_entrypoint_runs_as_sagemaker_starts_it(seed_model: Path, tmp_path
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """The factory configures logging as a server process would; put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_the_factory_compiles_the_trees_for_batches_as_the_settings_say(
+    seed_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MODEL_DIR_VARIABLE, str(seed_model))
+    monkeypatch.setenv("BIDDER_COMPILE_CACHE_DIR", str(tmp_path))
+    compiled = create_model_server_app()
+    assert compiled.scorer.backend == "gtil+compiled"
+    assert len(list(tmp_path.glob("*.so"))) == 1
+    monkeypatch.setenv("BIDDER_COMPILE_MODEL", "false")
+    assert create_model_server_app().scorer.backend == "gtil"
+
+    # A batch (compiled trees) scores each row as that row alone (GTIL) does, over HTTP.
+    rng = np.random.default_rng(7)
+    rows = rng.integers(0, 30, size=(16, 7)).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.2] = np.nan
+    with (
+        LiveServer(compiled, free_port()) as server,
+        httpx.Client(base_url=server.url, timeout=5) as client,
+    ):
+        batch = client.post("/invocations", content=encode_rows(rows, "text/csv"), headers=CSV)
+        alone = [
+            float(
+                client.post(
+                    "/invocations", content=encode_rows(row[None], "text/csv"), headers=CSV
+                ).text
+            )
+            for row in rows
+        ]
+    assert batch.status_code == 200
+    np.testing.assert_allclose([float(s) for s in batch.text.split()], alone, rtol=0, atol=1e-6)

@@ -30,7 +30,7 @@ from bidder.scoring.payloads import (
     encode_scores,
     media_type,
 )
-from bidder.settings import DEFAULT_MODEL_PATH
+from bidder.settings import DEFAULT_MODEL_PATH, load_settings
 from bidder.telemetry import configure_logging
 
 # SageMaker's own limit on an invocation's payload.
@@ -151,13 +151,20 @@ async def _send(
 
 
 def create_model_server_app() -> ModelServerApp:
-    """uvicorn's factory in each worker: the model from `BIDDER_MODEL_SERVER_MODEL_DIR`."""
-    configure_logging(os.environ.get("BIDDER_LOG_LEVEL", "info"))
+    """uvicorn's factory in each worker: the model from `BIDDER_MODEL_SERVER_MODEL_DIR`,
+    its trees compiled for batches as the bidder's settings say (`BIDDER_COMPILE_MODEL`,
+    `BIDDER_COMPILE_CACHE_DIR`)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
     model_dir = Path(os.environ.get(MODEL_DIR_VARIABLE) or default_model_dir())
-    scorer = EmbeddedScorer.from_path(model_dir)
+    scorer = EmbeddedScorer.from_path(model_dir, compile_cache=settings.compiled_trees_dir)
     logger.info(
         "model server ready",
-        extra={"model_dir": str(model_dir), "model_version": scorer.model_version},
+        extra={
+            "model_dir": str(model_dir),
+            "model_version": scorer.model_version,
+            "backend": scorer.backend,
+        },
     )
     return ModelServerApp(scorer, variant=os.environ.get("SAGEMAKER_VARIANT_NAME", DEFAULT_VARIANT))
 

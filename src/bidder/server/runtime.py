@@ -55,10 +55,9 @@ class Runtime:
             artifact = await asyncio.to_thread(load_model_artifact, settings.model_path)
             spec = _feature_spec(settings, artifact.feature_spec)
             spec.check_model_width(artifact.num_features)
-            cache = None
-            if settings.compile_model:
-                cache = settings.compile_cache_dir or Path(tempfile.gettempdir()) / "bidder-models"
-            scorer = await asyncio.to_thread(EmbeddedScorer, artifact, compile_cache=cache)
+            scorer = await asyncio.to_thread(
+                EmbeddedScorer, artifact, compile_cache=settings.compiled_trees_dir
+            )
         else:
             bundled = await asyncio.to_thread(bundled_feature_spec, settings.model_path)
             spec = _feature_spec(settings, bundled)
