@@ -54,10 +54,17 @@ def decisions(client: httpx.Client, body: bytes) -> tuple[int, list[tuple[str, f
 def test_sagemaker_decisions_equal_embedded_decisions(
     live_server: Callable[[Settings], LiveServer], endpoint: FaultServer, corpus: Path
 ) -> None:
+    # Budgets far beyond any call, so that a busy machine cannot turn a bid into a
+    # deadline no-bid on one side only.
+    patient = {"deadline_ceiling_ms": 5000, "deadline_default_ms": 5000}
     embedded = live_server(
-        seed_settings(max_body_bytes=262144, max_decompressed_bytes=262144, max_imps=100)
+        seed_settings(max_body_bytes=262144, max_decompressed_bytes=262144, max_imps=100, **patient)
     )
-    remote = live_server(sagemaker_settings(endpoint))
+    remote = live_server(
+        sagemaker_settings(
+            endpoint, sagemaker_timeout_ms=4000, sagemaker_read_timeout_ms=4000, **patient
+        )
+    )
     # Without tmax every request has the same budget on both sides: a short tmax could
     # rightly let the in-process model score where a round trip would not fit.
     bodies = [

@@ -7,15 +7,25 @@ import asyncio
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
+import pytest
 
+from bidder.server import BidderApp
+from bidder.server.connection_limits import LimitedHttpProtocol
+from bidder.server.protocol import BidderHttpProtocol
+from bidder.settings import Settings
 from bidder.traffic.recordings import read_recordings
-from tests.conftest import SEED_FEATURE_SPEC, SEED_MODEL, free_port
+from tests.conftest import SEED_FEATURE_SPEC, SEED_MODEL, LiveServer, free_port
+from tests.server.test_admission import _read_response, _request
 from tests.server.test_bid_endpoint import banner_request
 
 
@@ -101,3 +111,30 @@ async def _load_then_terminate(
     stop.set()
     await asyncio.gather(*workers)
     return answered, failed_in_flight, readiness
+
+
+@pytest.mark.parametrize("http", [BidderHttpProtocol, LimitedHttpProtocol])
+def test_a_request_not_yet_read_when_shutdown_begins_is_answered(http: Any) -> None:
+    """uvicorn closes idle connections at once on shutdown; one whose request is in the
+    socket, unread because the event loop is busy, must get its answer first."""
+    server = LiveServer(BidderApp(Settings()), free_port(), http=http)
+    body = orjson.dumps(banner_request())
+    with server, socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+        client.sendall(_request(body))
+        assert _read_response(client).startswith(b"HTTP/1.1 20")  # now idle, kept alive
+        [connection] = server.server.server_state.connections
+        loop_busy = threading.Event()
+
+        def busy_then_shut_down() -> None:
+            loop_busy.set()
+            time.sleep(0.3)  # the client's next request arrives meanwhile, unread
+            for each in list(server.server.server_state.connections):
+                each.shutdown()  # as uvicorn does on SIGTERM
+
+        connection.loop.call_soon_threadsafe(busy_then_shut_down)
+        loop_busy.wait()
+        client.sendall(_request(body))
+        answer = _read_response(client)
+        assert answer.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 204 "))
+        assert b"connection: close" in answer.lower()
+        assert client.recv(1) == b"", "closed once answered"
