@@ -339,6 +339,8 @@ def compare(
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # MLServer runs in its model repository, so a relative path would not find it there.
+    args.mlserver_venv = args.mlserver_venv.resolve()
     if not (args.mlserver_venv / "bin" / "mlserver").exists():
         parser.error(f"no mlserver in {args.mlserver_venv}: run `make bench-mlserver`")
     if args.rows < 1 or args.repeats < 1 or args.duration <= 0:
