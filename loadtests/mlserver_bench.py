@@ -78,11 +78,11 @@ JSON = {"content-type": "application/json"}
 MLSERVER_WORKERS = {"mlserver": "0", "mlserver-pool": "1"}
 
 # Run by MLServer's own interpreter: XGBoost 2.1 reads the legacy binary format that
-# XGBoost 3 no longer does, and writes the same trees as XGBoost JSON.
+# XGBoost 3 no longer does (and JSON or UBJSON), and writes the same trees as XGBoost JSON.
 CONVERT = """
 import sys, xgboost
-with open(sys.argv[1], "rb") as legacy:
-    booster = xgboost.Booster(model_file=bytearray(legacy.read()))
+with open(sys.argv[1], "rb") as model:
+    booster = xgboost.Booster(model_file=bytearray(model.read()))
 booster.save_model(sys.argv[2])
 """
 
@@ -91,13 +91,16 @@ class BenchError(RuntimeError):
     """The comparison cannot run; the message says why."""
 
 
-def legacy_booster(model: Path) -> bytes:
-    """The XGBoost booster bytes of a model file or SageMaker archive, through the bidder's
-    reader: a pickled Booster is disassembled, never unpickled."""
+def booster_bytes(model: Path) -> bytes:
+    """The XGBoost booster of a model file, directory or SageMaker archive, as XGBoost
+    loads it, through the bidder's reader: a pickled Booster is disassembled, never
+    unpickled, and its legacy binary booster returned."""
     artifact = load_model_artifact(model)  # refuses hostile pickles and non-model archives
     if not artifact.format.startswith("xgboost"):
         raise BenchError(f"{model}: a {artifact.format} model; MLServer's runtime here is XGBoost")
-    if tarfile.is_tarfile(model):
+    if model.is_dir():
+        data = (model / artifact.member).read_bytes()
+    elif tarfile.is_tarfile(model):
         with tarfile.open(model) as archive:
             member = archive.extractfile(artifact.member)
             if member is None:
@@ -113,17 +116,17 @@ def prepare_repository(model: Path, python: Path, root: Path) -> Path:
     `model-settings.json` of MLServer's XGBoost runtime."""
     folder = root / MODEL_NAME
     folder.mkdir()
-    legacy = root / "booster.bin"
-    legacy.write_bytes(legacy_booster(model))
+    booster = root / "booster.bin"
+    booster.write_bytes(booster_bytes(model))
     converted = subprocess.run(
-        [str(python), "-c", CONVERT, str(legacy), str(folder / "model.json")],
+        [str(python), "-c", CONVERT, str(booster), str(folder / "model.json")],
         capture_output=True,
         text=True,
         check=False,
     )
     if converted.returncode != 0:
         raise BenchError(f"converting {model} to XGBoost JSON failed:\n{converted.stderr[-2000:]}")
-    legacy.unlink()
+    booster.unlink()
     settings = {
         "name": MODEL_NAME,
         "implementation": "mlserver_xgboost.XGBoostModel",

@@ -12,13 +12,14 @@ import pytest
 import treelite
 
 from bidder.scoring.payloads import CSV, decode_rows
+from bidder.settings import DEFAULT_MODEL_PATH
 from loadtests import mlserver_bench
 
 SEED_ROW_SCORE = 0.000847571762278676
 
 
 def test_the_seed_models_booster_comes_out_of_its_pickle_unexecuted(seed_model: Path) -> None:
-    booster = mlserver_bench.legacy_booster(seed_model)
+    booster = mlserver_bench.booster_bytes(seed_model)
     # XGBoost's legacy binary format, without the pickle around it or the 1.0 header.
     assert booster.startswith(b"binf")
     with tempfile.NamedTemporaryFile(suffix=".model") as handle:
@@ -57,3 +58,8 @@ def test_without_mlserver_it_says_how_to_get_it(
         mlserver_bench.main(["--mlserver-venv", str(tmp_path)])
     assert exit_.value.code == 2
     assert "make bench-mlserver" in capsys.readouterr().err
+
+
+def test_a_model_directory_gives_its_model_file_as_it_is() -> None:
+    booster = mlserver_bench.booster_bytes(DEFAULT_MODEL_PATH)
+    assert booster == (DEFAULT_MODEL_PATH / "xgboost-model.json").read_bytes()
