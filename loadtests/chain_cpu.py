@@ -7,8 +7,8 @@ On a 2-core machine shared with other work, the servers of `loadtests/bench.py` 
 what the rest of the machine leaves of CPU 0, and their throughput says as much about that
 as about them. The CPU time each of their processes spends per answered request does not
 depend on how much of the core they got: this measures it, for the server and for its
-companion (the model server of the SageMaker entries), from `/proc/<pid>/stat` before and
-after each closed-loop run. The sum is what one request costs the chain, and its inverse
+companion (the model server of the SageMaker entries), from the run time of their threads
+in `/proc/<pid>/task/*/schedstat` before and after each closed-loop run. The sum is what one request costs the chain, and its inverse
 the throughput of the chain on a core of its own. The ratios of `bench.py` follow, from
 those costs (the median run of each server).
 """
@@ -34,13 +34,17 @@ from loadtests.harness import (
     write_report,
 )
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
 
 def cpu_seconds(pid: int) -> float:
-    """User and system time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """CPU time of a process's threads so far, to the nanosecond (`/proc/<pid>/stat` counts
+    in 10 ms ticks, too coarse for a model server's share of a short run)."""
+    total = 0
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((thread / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
 
 
 def children() -> list[int]:
