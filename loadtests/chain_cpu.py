@@ -8,9 +8,9 @@ what the rest of the machine leaves of CPU 0, and their throughput says as much 
 as about them. The CPU time each of their processes spends per answered request does not
 depend on how much of the core they got: this measures it, for the server and for its
 companion (the model server of the SageMaker entries), from the run time of their threads
-in `/proc/<pid>/task/*/schedstat` before and after each closed-loop run. The sum is what one request costs the chain, and its inverse
-the throughput of the chain on a core of its own. The ratios of `bench.py` follow, from
-those costs (the median run of each server).
+in `/proc/<pid>/task/*/schedstat` before and after each closed-loop run. The sum is what
+one request costs the chain, and its inverse the throughput of the chain on a core of its
+own. The ratios of `bench.py` follow, from those costs (the median run of each server).
 """
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ def measure(
     name: str, requests: list[Request], args: argparse.Namespace, pin: bool
 ) -> list[ChainRun]:
     port = free_port()
+    # This process may have other children (a test runner's servers): not the companion.
+    others = set(children())
     with started(name, SERVERS[name], port, pin=pin) as server:
-        companion = next((pid for pid in children() if pid != server.pid), None)
+        companion = next(iter(set(children()) - others - {server.pid}), None)
         target = Target(HOST, port)
         run(run_closed_loop(target, requests, connections=args.connections, duration=1.0))
         runs = []
