@@ -1,6 +1,9 @@
-"""`POST /openrtb2/bid`: the hot path, as a plain ASGI handler.
+"""`POST /openrtb2/bid`: the hot path.
 
-The bid route bypasses FastAPI's routing, dependency injection and pydantic validation,
+`BidEndpoint.decide` turns a request's headers and body into its answer, whoever carries
+them: `BidderHttpProtocol` calls it straight from httptools' callbacks for plainly framed
+requests (`direct.py`), and the endpoint's own ASGI handler for everything else and for
+any other ASGI server. The bid route bypasses FastAPI's routing, dependency injection and pydantic validation,
 which together cost several times the bidder's own work per request; msgspec decodes and
 validates the body in one pass instead. Every answer is a 200 bid, a 204 no-bid or a 4xx
 naming what is wrong with the request: an exception inside the bidder is a no-bid, never
@@ -17,7 +20,16 @@ from typing import Final
 
 import orjson
 
-from bidder.asgi import BodyTooLarge, Message, Receive, Scope, Send, read_body, respond
+from bidder.asgi import (
+    BodyTooLarge,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    respond,
+)
 from bidder.decision.policy import ImpDecision
 from bidder.errors import (
     InvalidRequest,
@@ -43,6 +55,9 @@ VERSION_HEADER: Final = b"x-openrtb-version"
 logger = logging.getLogger("bidder.bid")
 
 _JSON: Final = (b"content-type", b"application/json")
+# What `BidEndpoint.decide` returns: the verdict (its status is the answer's), the answer's
+# body (empty for a 204) and the request body decompressed, which is what gets recorded.
+Decided = tuple[Verdict, bytes, bytes]
 # The versions a request names most often, negotiated once (see `_negotiate_version`).
 _KNOWN_VERSIONS: Final = {version.encode(): version.encode() for version in SUPPORTED_VERSIONS}
 
@@ -91,6 +106,9 @@ class BidEndpoint:
         self._count_no_bid = metrics.no_bid_tally.add
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The bid route as an ASGI handler. `BidderHttpProtocol` answers most bid requests
+        without ASGI (`decide` and `finish`, straight from the parser's callbacks); this
+        serves the rest (unusual framing, pipelined requests) and any other ASGI server."""
         started = time.perf_counter()
         arrival = time.time()
         if scope["method"] != "POST":
@@ -103,34 +121,63 @@ class BidEndpoint:
             self.shed(time.perf_counter() - started)
             return
         admission.started()
+        headers = scope["headers"]
         version = self.default_version
-        body = b""
         try:
             try:
-                version, gzipped = self._check_headers(scope["headers"])
+                version, gzipped, _ = self.check_headers(headers)
                 try:
                     received = await read_body(receive, self.max_body)
                 except BodyTooLarge:
                     raise self._too_large() from None
+            except RequestError as exc:
+                verdict, answer = self._refuse(version, exc)
+                body = b""
+            else:
                 if received is None:
                     return  # the client went away
-                body = self._gunzip(received) if gzipped else received
-                request = decode_bid_request(
-                    body, max_imps=self.max_imps, max_depth=self.max_json_depth
+                verdict, answer, body = await self.decide(
+                    received, gzipped, version, arrival, started
                 )
-            except RequestError as exc:
-                verdict = await self._refuse(send, version, exc)
+            status = verdict[0]
+            if status == 204:
+                await self._no_bid_answers[version].send(send)
             else:
-                verdict = await self._bid(request, arrival, started, version, send)
-            elapsed = time.perf_counter() - started
-            self._observe_request(elapsed)
-            recorder = self.state.recorder
-            if recorder is not None and recorder.sampled(verdict[1], body):
-                # References only, once the answer is sent: the recorder's thread does the rest.
-                model_version = self.metrics.model_version
-                recorder.put((arrival, scope["headers"], body, elapsed, model_version, verdict))
+                await respond(send, status, answer, [_JSON, (VERSION_HEADER, version)])
+            self.finish(arrival, started, headers, body, verdict)
         finally:
             admission.finished()
+
+    async def decide(
+        self, received: bytes, gzipped: bool, version: bytes, arrival: float, started: float
+    ) -> Decided:
+        """The answer to a bid request whose headers `check_headers` accepted, with the
+        body as `received`: (verdict, the answer's body, the request body decompressed).
+        The caller sends the answer, with the verdict's status, then calls `finish`; it has
+        counted the request in flight with `admission.started()`."""
+        body = received
+        try:
+            if gzipped:
+                body = self._gunzip(received)
+            request = decode_bid_request(
+                body, max_imps=self.max_imps, max_depth=self.max_json_depth
+            )
+        except RequestError as exc:
+            verdict, answer = self._refuse(version, exc)
+            return verdict, answer, body
+        verdict, answer = await self._bid(request, arrival, started)
+        return verdict, answer, body
+
+    def finish(
+        self, arrival: float, started: float, headers: Headers, body: bytes, verdict: Verdict
+    ) -> None:
+        """Once the answer is sent: its latency observed, the request recorded if sampled."""
+        elapsed = time.perf_counter() - started
+        self._observe_request(elapsed)
+        recorder = self.state.recorder
+        if recorder is not None and recorder.sampled(verdict[1], body):
+            # References only: the recorder's thread does the rest.
+            recorder.put((arrival, headers, body, elapsed, self.metrics.model_version, verdict))
 
     def shed(self, elapsed: float) -> None:
         """Count a request answered with a no-bid because the bidder is overloaded."""
@@ -139,7 +186,7 @@ class BidEndpoint:
         self.metrics.shed.inc()
         self._observe_request(elapsed)
 
-    async def _refuse(self, send: Send, version: bytes, error: RequestError) -> Verdict:
+    def _refuse(self, version: bytes, error: RequestError) -> tuple[Verdict, bytes]:
         self.metrics.rejected(error.status_code)
         self.errors.log(
             logging.WARNING,
@@ -147,15 +194,17 @@ class BidEndpoint:
             "bid request refused",
             {"status": error.status_code, "error": error.message, "field": _field(error)},
         )
-        headers = [_JSON, (VERSION_HEADER, version)]
-        await respond(send, error.status_code, orjson.dumps({"error": error.message}), headers)
-        return (error.status_code, None, None, None)
+        return (error.status_code, None, None, None), orjson.dumps({"error": error.message})
 
-    def _check_headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
+    def check_headers(self, headers: Headers) -> tuple[bytes, bool, int | None]:
+        """What the headers ask for: (the protocol version to answer in, whether the body is
+        gzipped, its declared length, None when it is chunked); `RequestError` for headers
+        the bidder refuses."""
         content_type = None
         encoding = b"identity"
         version = self.default_version
         framed = False
+        length = None
         for name, value in headers:
             if name == b"content-type":
                 content_type = value
@@ -169,7 +218,8 @@ class BidEndpoint:
                 framed = True
                 if not value.isdigit():
                     raise InvalidRequest("content-length: not a number")
-                if int(value) > self.max_body:
+                length = int(value)
+                if length > self.max_body:
                     raise self._too_large()
         if not framed:
             # HTTP/1.1 reads a request without either as an empty body: say what is missing.
@@ -183,12 +233,12 @@ class BidEndpoint:
                     f"content-type: {media_type.decode('latin-1')!r} is not application/json"
                 )
         if encoding == b"identity":
-            return version, False
+            return version, False, length
         if encoding != b"gzip":
             raise UnsupportedMediaType(
                 f"content-encoding: {encoding.decode('latin-1')!r} is not supported (gzip is)"
             )
-        return version, True
+        return version, True, length
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"body: larger than the limit of {self.max_body} bytes")
@@ -209,13 +259,13 @@ class BidEndpoint:
         return data
 
     async def _bid(
-        self, request: BidRequest, arrival: float, started: float, version: bytes, send: Send
-    ) -> Verdict:
+        self, request: BidRequest, arrival: float, started: float
+    ) -> tuple[Verdict, bytes]:
         parsed = time.perf_counter()
         self._observe_parse(parsed - started)
         runtime = self.state.runtime
         if runtime is None:
-            return await self._no_bid(send, version, request, "not_ready")
+            return self._no_bid(request, "not_ready")
         deadline = started + self.deadlines.budget(request.tmax)
         try:
             # Lists, not an array: the batcher builds one array for the whole batch.
@@ -228,13 +278,13 @@ class BidEndpoint:
                 # A skip measures nothing: pulled toward its floor, the estimate cannot stay
                 # above every budget for good after one stall of the process.
                 model_time.observe(model_time.floor)
-                return await self._no_bid(send, version, request, "deadline_skip")
+                return self._no_bid(request, "deadline_skip")
             try:
                 loop_deadline = asyncio.get_running_loop().time() + remaining
                 scores = await runtime.scorer.score(rows, loop_deadline)
             except DeadlineExceeded:
                 # Its rows leave a batch not yet sent; a call nobody waits for is cancelled.
-                return await self._no_bid(send, version, request, "deadline")
+                return self._no_bid(request, "deadline")
             scored = time.perf_counter()
             model_time.observe(scored - vectorized)
             self._observe_score(scored - vectorized)
@@ -246,7 +296,7 @@ class BidEndpoint:
                 logging.WARNING, exc.reason, "model failed to score", {"request_id": request.id}
             )
             reason = "circuit_open" if exc.reason == "circuit_open" else "model_error"
-            return await self._no_bid(send, version, request, reason)
+            return self._no_bid(request, reason)
         except Exception:
             self.errors.log(
                 logging.ERROR,
@@ -255,14 +305,13 @@ class BidEndpoint:
                 {"request_id": request.id},
                 exc_info=True,
             )
-            return await self._no_bid(send, version, request, "internal_error", outcome="error")
+            return self._no_bid(request, "internal_error", outcome="error")
         self._count_decisions(decisions)
         if response is None:
             reason = decisions[0].reason or "no_creative"
-            return await self._no_bid(send, version, request, reason, decisions)
+            return self._no_bid(request, reason, decisions)
         self._count_outcome("bid")
-        await respond(send, 200, encode_bid_response(response), [_JSON, (VERSION_HEADER, version)])
-        return (200, request, None, decisions)
+        return (200, request, None, decisions), encode_bid_response(response)
 
     def _count_decisions(self, decisions: list[ImpDecision]) -> None:
         metrics = self.metrics
@@ -278,19 +327,16 @@ class BidEndpoint:
             if decision.price is not None:
                 metrics.bid_price.observe(decision.price)
 
-    async def _no_bid(
+    def _no_bid(
         self,
-        send: Send,
-        version: bytes,
         request: BidRequest,
         reason: str,
         decisions: list[ImpDecision] | None = None,
         outcome: str = "no_bid",
-    ) -> Verdict:
+    ) -> tuple[Verdict, bytes]:
         self._count_outcome(outcome)
         self._count_no_bid(reason)
-        await self._no_bid_answers[version].send(send)
-        return (204, request, reason, decisions)
+        return (204, request, reason, decisions), b""
 
 
 class _NoBidAnswer:

@@ -1,4 +1,8 @@
-"""uvicorn's httptools protocol, with overload shedding moved in front of ASGI.
+"""uvicorn's httptools protocol, with the bid route's answers and its overload shedding
+moved in front of ASGI.
+
+A plainly framed bid request that is admitted is answered without ASGI once httptools has
+parsed it (`direct.py` says why and how); the rest of this docstring is about shedding.
 
 Under overload the cost that matters is what a shed request costs: every request that is
 answered with a quick no-bid takes CPU from the requests being bid on. At twice the
@@ -39,7 +43,9 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from bidder.errors import RequestError
 from bidder.server.bid import BID_PATH, BidEndpoint
+from bidder.server.direct import AnswerBytes, DirectExchange
 
 _BID_PATH: Final = BID_PATH.encode()
 _BID_REQUEST_LINE: Final = b"POST " + _BID_PATH + b" HTTP/1.1\r\n"
@@ -75,6 +81,9 @@ class BidderHttpProtocol(HttpToolsProtocol):
         # when it fires on a connection that has been busy, it is armed again instead.
         self._shed_while_idle_timer_ran = False
         self._shutting_down = False
+        # The bid request being read, when it is answered without ASGI (`direct.py`).
+        self._exchange: DirectExchange | None = None
+        self._answers = AnswerBytes(server_state)
 
     def data_received(self, data: bytes) -> None:
         endpoint = self._bid_endpoint
@@ -115,17 +124,37 @@ class BidderHttpProtocol(HttpToolsProtocol):
         endpoint = self._bid_endpoint
         if (
             endpoint is not None
-            and endpoint.admission.overloaded()
-            and self._can_answer_now()
             and self.url.partition(b"?")[0] == _BID_PATH
             and self.parser.get_method() == b"POST"
+            and not self.root_path
+            and self._can_answer_now()
             and not self._shutting_down
         ):
-            self._shedding_since = time.perf_counter()
-            return
+            if endpoint.admission.overloaded():
+                self._shedding_since = time.perf_counter()
+                return
+            if self._begin_exchange(endpoint):
+                return
         super().on_headers_complete()
         if self._shutting_down and self.cycle is not None:
             self.cycle.keep_alive = False  # answered, then closed
+
+    def _begin_exchange(self, endpoint: BidEndpoint) -> bool:
+        """Take this request past ASGI when it is a plain HTTP/1.1 one with headers the bid
+        endpoint accepts and a Content-Length (so httptools bounds its body); the ASGI
+        handler refuses the others, or reads their chunked bodies against the limit."""
+        if self.parser.get_http_version() != "1.1":
+            return False
+        try:
+            version, gzipped, length = endpoint.check_headers(self.headers)
+        except RequestError:
+            return False
+        if length is None:
+            return False
+        self.cycle = self._exchange = DirectExchange(
+            self.scope, self.headers, version, gzipped, self.parser.should_keep_alive()
+        )
+        return True
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown, except that a request already sent is answered."""
@@ -147,11 +176,22 @@ class BidderHttpProtocol(HttpToolsProtocol):
         )
 
     def on_body(self, body: bytes) -> None:
-        if self._shedding_since is None:
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.chunks.append(body)
+        elif self._shedding_since is None:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_request = False
+        exchange = self._exchange
+        if exchange is not None:
+            self._exchange = None
+            self._bid_endpoint.admission.started()  # type: ignore[union-attr]
+            task = self.loop.create_task(self._answer(exchange))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)  # a graceful shutdown waits for it
+            return
         started = self._shedding_since
         if started is None:
             super().on_message_complete()
@@ -165,6 +205,30 @@ class BidderHttpProtocol(HttpToolsProtocol):
         endpoint.shed(time.perf_counter() - started)
         if not keep_alive:
             self.transport.close()
+
+    async def _answer(self, exchange: DirectExchange) -> None:
+        endpoint = self._bid_endpoint
+        assert endpoint is not None
+        try:
+            verdict, answer, body = await endpoint.decide(
+                b"".join(exchange.chunks),
+                exchange.gzipped,
+                exchange.version,
+                exchange.arrival,
+                exchange.started,
+            )
+            exchange.response_started = True
+            if not exchange.disconnected:
+                self.transport.write(
+                    self._answers.render(verdict[0], answer, exchange.version, exchange.keep_alive)
+                )
+            exchange.response_complete = True
+            if not exchange.keep_alive:
+                self.transport.close()
+            self.on_response_complete()  # uvicorn's: the next pipelined request, or idle
+            endpoint.finish(exchange.arrival, exchange.started, exchange.headers, body, verdict)
+        finally:
+            endpoint.admission.finished()
 
 
 def whole_bid_request(data: bytes, max_body: int) -> bool | None:
