@@ -12,7 +12,7 @@ import orjson
 from bidder.asgi import Headers
 from bidder.decision.policy import ImpDecision, NoBidReason
 from bidder.openrtb import decode_bid_request
-from bidder.recording.record import RecordEncoder, Verdict
+from bidder.recording.record import EntryMaker, RecordEncoder, Verdict
 from bidder.recording.redaction import Redactor
 from bidder.traffic.recordings import read_recordings
 from tests.recording.helpers import HEADERS
@@ -27,7 +27,8 @@ REQUEST = {
 def encode(
     body: bytes, verdict: Verdict, redactor: Redactor | None = None, headers: Headers = HEADERS
 ) -> dict[str, Any]:
-    line = RecordEncoder(redactor).encode((1764547200.5, headers, body, 0.00042, "v@3", verdict))
+    entry = EntryMaker()((1764547200.5, headers, body, 0.00042, "v@3", verdict))
+    line = RecordEncoder(redactor).encode(entry)
     assert b"\n" not in line
     record: dict[str, Any] = orjson.loads(line)
     return record
@@ -114,12 +115,12 @@ def test_with_redaction_identifiers_go_and_unreadable_bodies_are_withheld() -> N
 
 def test_the_replay_reader_reads_records_as_written(tmp_path: Path) -> None:
     body = orjson.dumps(REQUEST)
-    encoder = RecordEncoder(None)
+    encoder, entry = RecordEncoder(None), EntryMaker()
     lines = [
         encoder.encode(
-            (1.0, HEADERS, body, 0.001, "v", (204, decode_bid_request(body), "x", None))
+            entry((1.0, HEADERS, body, 0.001, "v", (204, decode_bid_request(body), "x", None)))
         ),
-        encoder.encode((2.0, HEADERS, b"\x00raw", 0.001, "v", (400, None, None, None))),
+        encoder.encode(entry((2.0, HEADERS, b"\x00raw", 0.001, "v", (400, None, None, None)))),
     ]
     path = tmp_path / "r.jsonl.gz"
     path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))

@@ -13,7 +13,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from bidder.recording.files import FileNamer, start_time
-from bidder.recording.record import RecordEncoder
+from bidder.recording.record import EntryMaker, RecordEncoder
 from bidder.recording.writer import CaptureQueue, FileRotation, RecordWriter
 from bidder.telemetry import Metrics
 from bidder.traffic.recordings import RecordingError, read_recordings
@@ -165,7 +165,7 @@ def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path) -> None:
         queue.put(capture)
     assert len(queue) == 3
     assert queue.dropped == 2
-    assert queue.take() == made[:3]
+    assert queue.take() == [EntryMaker()(capture) for capture in made[:3]]
     metrics = Metrics(CollectorRegistry())
     rotation = FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1)
     writer = RecordWriter(queue, tmp_path, RecordEncoder(None), rotation, metrics)

@@ -17,8 +17,15 @@ bytes is what keeps recording cheap. A body that is not JSON (a rejected request
 (413 by `content-length`, 415) has an empty one. `price` is the price bid, null for an
 impression not bid on.
 
-The bid path hands over a `Capture`, a plain tuple of objects it already holds;
-`RecordEncoder` turns it into a line in the writer's thread, never on the event loop.
+The bid path hands over a `Capture`, a plain tuple of objects it already holds, and the
+queue keeps an `Entry` made of it at once: everything about the answer already encoded, the
+body still as received. An entry holds bytes and strings only, and is itself an object the
+garbage collector never tracks: a capture kept until the writer's next pass would hold the
+decoded request and its decisions, a dozen tracked objects per request, and such long-lived
+objects are what makes Python's collector run, and run through the whole heap, more often
+(measured on the benchmark, that cost the bidder about as much as writing the records).
+`RecordEncoder` turns entries into lines in the writer's thread: the body's redaction, its
+checks and its embedding happen there, never on the event loop.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ ERROR_REASON: Final = "internal_error"
 RECORDED_HEADERS: Final = frozenset((b"content-type", b"x-openrtb-version"))
 _CONTENT_ENCODING: Final = b"content-encoding"
 _GZIP_MAGIC: Final = b"\x1f\x8b"
+_RECORD_START: Final = b'{"v":%d,"id":' % RECORD_VERSION
 
 # What the bid path decided: (HTTP status, the decoded request or None when it was
 # rejected, the request-level no-bid reason or None, the per-impression decisions when it
@@ -50,6 +58,22 @@ Verdict = tuple[int, BidRequest | None, str | None, list[ImpDecision] | None]
 # (arrival as unix time, the ASGI headers, the body, seconds to answer, the model version
 # that answered, the verdict).
 Capture = tuple[float, Headers, bytes, float, str, Verdict]
+# Most distinct recorded header sets whose encoding is kept (the usual traffic has a few).
+_HEADER_CACHE_SIZE: Final = 64
+
+
+class Entry(msgspec.Struct, frozen=True, gc=False):
+    """A capture as the queue keeps it: the record's parts that do not depend on the body,
+    encoded, and the body as received. Never tracked by the garbage collector (`gc=False`),
+    which holds since every field is bytes, a string or a number."""
+
+    # None when the body was not decoded as a bid request: the writer reads the id from it.
+    request_id: str | None
+    # `,"ts":...,"headers":{...}`: the members between the id and the body.
+    head: bytes
+    body: bytes
+    # `,"status":...,"decision":{...}}`: the members after the body, and the record's end.
+    tail: bytes
 
 
 class RecordedImp(msgspec.Struct, frozen=True):
@@ -66,25 +90,64 @@ class RecordedDecision(msgspec.Struct, frozen=True):
     imps: list[RecordedImp]
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One request and what the bidder answered: exactly one of `body` (the JSON body's
-    raw bytes) and `body_b64` is set."""
+class _Answer(msgspec.Struct, frozen=True):
+    """The record's members after the body."""
 
-    v: int
-    id: str
-    ts: float
-    headers: dict[str, str]
-    body: msgspec.Raw | None = None
-    body_b64: str | None = None
     status: int
     latency_ms: float
     model_version: str
     decision: RecordedDecision
 
 
+class EntryMaker:
+    """Makes the queue's entries, on the event loop, once the answer is sent. It keeps
+    the encodings of the header sets it sees most (the usual traffic has a few)."""
+
+    def __init__(self) -> None:
+        self._encode = msgspec.json.Encoder().encode
+        self._headers: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
+
+    def __call__(self, capture: Capture) -> Entry:
+        arrival, headers, body, elapsed, model_version, verdict = capture
+        status, request, reason, decisions = verdict
+        encode = self._encode
+        decision = RecordedDecision(
+            _outcome(status, reason), reason, _recorded_imps(request, reason, decisions)
+        )
+        answer = encode(_Answer(status, round(elapsed * 1000, 3), model_version, decision))
+        return Entry(
+            None if request is None else request.id,
+            b',"ts":' + encode(arrival) + b',"headers":' + self._recorded_headers(headers, body),
+            body,
+            # An object's encoding, its opening brace replaced by the comma that joins it on.
+            b"," + answer[1:],
+        )
+
+    def _recorded_headers(self, headers: Headers, body: bytes) -> bytes:
+        """The request's own headers, as a JSON object; `content-encoding` only for a body
+        kept compressed (gzip that did not decompress, the only body starting with gzip's
+        magic number: a JSON body is recorded decompressed)."""
+        raw_gzip = body.startswith(_GZIP_MAGIC)
+        key = tuple(
+            [
+                (name, value)
+                for name, value in headers
+                if name in RECORDED_HEADERS or (raw_gzip and name == _CONTENT_ENCODING)
+            ]
+        )
+        recorded = self._headers.get(key)
+        if recorded is None:
+            recorded = self._encode(
+                {name.decode("latin-1"): value.decode("latin-1") for name, value in key}
+            )
+            if len(self._headers) < _HEADER_CACHE_SIZE:
+                self._headers[key] = recorded
+        return recorded
+
+
 class RecordEncoder:
-    """Turns captures into records, each one line of JSON without its line break. Runs in
-    the writer's thread: everything costly about recording happens here.
+    """Turns entries into records, each one line of JSON without its line break. Runs in
+    the writer's thread: the body's part of recording happens here.
 
     With a `redactor`, user identifiers in a JSON body are hashed or dropped, and a body
     that is not a JSON object is withheld (`body_b64` empty): identifiers in it could not
@@ -93,36 +156,28 @@ class RecordEncoder:
 
     def __init__(self, redactor: Redactor | None) -> None:
         self.redactor = redactor
-        self._encoder = msgspec.json.Encoder()
+        self._encode = msgspec.json.Encoder().encode
         self._id_decoder = msgspec.json.Decoder(_WithId)
 
-    def encode(self, capture: Capture) -> bytes:
-        arrival, headers, body, elapsed, model_version, verdict = capture
-        status, request, reason, decisions = verdict
-        json_body = self._json_body(body, decoded=request is not None)
-        if request is not None:
-            request_id = request.id
-        elif json_body is not None:
-            request_id = self._id_of(json_body)
+    def encode(self, entry: Entry) -> bytes:
+        request_id = entry.request_id
+        body = entry.body
+        json_body = self._json_body(body, decoded=request_id is not None)
+        if json_body is None:
+            body_member = b',"body_b64":' + self._encode(self._base64(body))
         else:
-            request_id = None
-        record = Record(
-            v=RECORD_VERSION,
-            id=request_id or "",
-            ts=arrival,
-            headers=_recorded_headers(headers, raw_gzip=json_body is None and _is_gzip(body)),
-            body=msgspec.Raw(json_body) if json_body is not None else None,
-            body_b64=None if json_body is not None else self._base64(body),
-            status=status,
-            latency_ms=round(elapsed * 1000, 3),
-            model_version=model_version,
-            decision=RecordedDecision(
-                outcome=_outcome(status, reason),
-                reason=reason,
-                imps=_recorded_imps(request, reason, decisions),
-            ),
+            body_member = b',"body":' + json_body
+            if request_id is None:
+                request_id = self._id_of(json_body)
+        return b"".join(
+            (
+                _RECORD_START,
+                self._encode(request_id or ""),
+                entry.head,
+                body_member,
+                entry.tail,
+            )
         )
-        return self._encoder.encode(record)
 
     def _json_body(self, body: bytes, *, decoded: bool) -> bytes | None:
         """The body to embed as JSON, redacted when asked; None to store it as base64."""
@@ -169,20 +224,6 @@ def _is_utf8(body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _is_gzip(body: bytes) -> bool:
-    return body.startswith(_GZIP_MAGIC)
-
-
-def _recorded_headers(headers: Headers, *, raw_gzip: bool) -> dict[str, str]:
-    """The request's own headers; `content-encoding` only for a body kept compressed (one
-    that failed to decompress), since a JSON body is recorded decompressed."""
-    recorded = {}
-    for name, value in headers:
-        if name in RECORDED_HEADERS or (raw_gzip and name == _CONTENT_ENCODING):
-            recorded[name.decode("latin-1")] = value.decode("latin-1")
-    return recorded
 
 
 def _outcome(status: int, reason: str | None) -> Outcome:

@@ -1,7 +1,7 @@
 """The recorder's hand-off queue and its writer thread.
 
-The bid path appends a capture to a bounded deque and goes on: no lock, no wake-up, no
-allocation beyond the capture itself (a deque's append is atomic under the GIL). The
+The bid path appends an entry made of its capture (see `record.py`) to a bounded deque and
+goes on: no lock, no wake-up (a deque's append is atomic under the GIL). The
 writer thread wakes every `DRAIN_INTERVAL`, or as soon as the queue is half full, takes
 everything queued, encodes, redacts and compresses it, and writes files: the event loop
 never waits on a disk, a compressor or an encoder. Waking on a timer rather than per
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from bidder.recording.files import CLOSED_SUFFIX, PARTIAL_SUFFIX, FileNamer, RecordingFile
-from bidder.recording.record import Capture, RecordEncoder
+from bidder.recording.record import Capture, Entry, EntryMaker, RecordEncoder
 from bidder.telemetry import Metrics, Throttle
 
 DRAIN_INTERVAL: Final = 0.05
@@ -34,16 +34,19 @@ logger = logging.getLogger("bidder.recording")
 
 
 class CaptureQueue:
-    """Bounded hand-off from the event loop to the writer; full, it drops and counts."""
+    """Bounded hand-off from the event loop to the writer, of entries made of the bid path's
+    captures as they come; full, it drops and counts."""
 
-    __slots__ = ("_half", "_items", "capacity", "dropped", "wake")
+    __slots__ = ("_entry", "_half", "_items", "_throttle", "capacity", "dropped", "wake")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.dropped = 0  # written by the event loop only
         self.wake = threading.Event()
-        self._items: deque[Capture] = deque()
+        self._items: deque[Entry] = deque()
         self._half = max(1, capacity // 2)
+        self._entry = EntryMaker()
+        self._throttle = Throttle(interval=10.0)
 
     def put(self, capture: Capture) -> None:
         items = self._items
@@ -51,11 +54,18 @@ class CaptureQueue:
         if depth >= self.capacity:
             self.dropped += 1
             return
-        items.append(capture)
+        try:
+            entry = self._entry(capture)
+        except Exception:  # a capture that cannot be recorded must not fail the bid path
+            self.dropped += 1
+            if self._throttle.allow("entry"):
+                logger.warning("a record could not be made of a request", exc_info=True)
+            return
+        items.append(entry)
         if depth == self._half:
             self.wake.set()
 
-    def take(self) -> list[Capture]:
+    def take(self) -> list[Entry]:
         """Everything queued so far (the writer's side)."""
         items = self._items
         return [items.popleft() for _ in range(len(items))]
@@ -144,13 +154,13 @@ class RecordWriter:
             if stopping and not len(queue):
                 return
 
-    def _write(self, captures: list[Capture]) -> None:
+    def _write(self, entries: list[Entry]) -> None:
         lines: list[bytes] = []
         pending = 0  # bytes in `lines`
         room = self._room()
-        for capture in captures:
+        for entry in entries:
             try:
-                line = self.encoder.encode(capture) + b"\n"
+                line = self.encoder.encode(entry) + b"\n"
             except Exception:  # a record the encoder cannot take must not stop the rest
                 self._failed("a record could not be encoded", 1)
                 continue
