@@ -255,6 +255,12 @@ class Settings(BaseSettings):
     admission_min_concurrency: int = Field(
         64, ge=1, le=100_000, description="Requests in flight below which none is shed."
     )
+    admission_max_loop_lag_ms: float = Field(
+        2.0,
+        gt=0.0,
+        le=10_000.0,
+        description="Event loop lag past which every new bid request is shed until it is on time.",
+    )
 
     # --- micro-batching ---
     batch_max_rows: int = Field(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+import uvloop
 
 from bidder.server import BidderApp
 from bidder.server.admission import AdmissionControl
@@ -66,6 +68,82 @@ def test_the_limit_never_falls_below_the_minimum() -> None:
         clock.now += 1.0
         admission.finished()
     assert admission.limit == 50
+
+
+def _hold_the_loop(admission: AdmissionControl, turns: list[float]) -> asyncio.Future[list[bool]]:
+    """Keep the running loop busy for consecutive turns, `turns[i]` seconds each, as an
+    overload does; the future gets whether admission said "overloaded" at each turn's start
+    (after the lag timer, which runs first in a turn)."""
+    loop = asyncio.get_running_loop()
+    seen: list[bool] = []
+    done: asyncio.Future[list[bool]] = loop.create_future()
+
+    def hold(index: int) -> None:
+        seen.append(admission.overloaded())
+        if index == len(turns):
+            done.set_result(seen)
+            return
+        time.sleep(turns[index])
+        loop.call_soon(hold, index + 1)
+
+    loop.call_soon(hold, 0)
+    return done
+
+
+LOOPS = pytest.mark.parametrize(
+    "new_loop", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+
+
+@LOOPS
+def test_a_loop_running_late_sheds_until_it_is_on_time_again(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    async def scenario() -> tuple[list[bool], bool]:
+        admission = AdmissionControl(max_queue_delay=1.0, min_concurrency=64, max_loop_lag=0.02)
+        admission.watch_loop(asyncio.get_running_loop())
+        await asyncio.sleep(0.005)
+        seen = await _hold_the_loop(admission, [0.1, 0.1, 0.1, 0.0])
+        await asyncio.sleep(0.1)  # idle: the timer is on time again
+        return seen, admission.overloaded()
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        seen, after = runner.run(scenario())
+    # Late in two turns running: shedding (whether the timer runs before or after the
+    # other callbacks of a turn depends on the event loop).
+    assert seen[0] is False
+    assert True in seen
+    assert after is False
+
+
+@LOOPS
+def test_one_late_turn_is_a_pause_not_a_backlog(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    async def scenario() -> list[bool]:
+        admission = AdmissionControl(max_queue_delay=1.0, min_concurrency=64, max_loop_lag=0.02)
+        admission.watch_loop(asyncio.get_running_loop())
+        await asyncio.sleep(0.005)
+        return await _hold_the_loop(admission, [0.1, 0.0, 0.0, 0.0])  # a collection, say
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        assert True not in runner.run(scenario())
+
+
+def test_the_lag_is_watched_on_each_new_loop_once() -> None:
+    admission = AdmissionControl(max_queue_delay=1.0, min_concurrency=64, max_loop_lag=0.02)
+    timers = []
+    for _ in range(2):
+
+        async def watch_twice() -> None:
+            loop = asyncio.get_running_loop()
+            admission.watch_loop(loop)
+            admission.watch_loop(loop)
+            timers.append(admission._lag_timer)
+            await asyncio.sleep(0.01)  # it keeps re-arming itself meanwhile
+
+        asyncio.run(watch_twice())
+    assert timers[0] is not timers[1]
 
 
 pytestmark = pytest.mark.usefixtures("aws_credentials")

@@ -12,10 +12,21 @@ The completion rate is the recent peak, measured over short windows and decaying
 so it tracks capacity (what the bidder completes when it is busy) rather than the offered
 load, and it adapts when capacity changes (a slower endpoint, a bigger model). Below
 `min_concurrency` requests in flight nothing is shed, whatever the estimate says.
+
+Requests in flight are only those the bidder has read. Past saturation the rest wait in
+the sockets, unseen, while the event loop works through a turn longer than the last: an
+offered load the bidder cannot read as fast as it comes would queue there without bound,
+and answers would come seconds late however few were admitted. So the loop's lag is the
+second signal: a timer due every `LAG_INTERVAL` measures how late it runs, which is how
+long the loop's last turn kept it (and the requests that arrived meanwhile) waiting. While
+that lag exceeds `max_loop_lag` (`LATE_BEATS` times in a row), every new request is shed:
+a shed costs a fraction of a bid, so the next turns are short and the backlog drains, and
+admission resumes as soon as the loop is on time again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Final
@@ -23,6 +34,12 @@ from typing import Final
 # Completion counting is checked every this many completions: cheap enough per request,
 # frequent enough at any rate worth shedding at.
 _CHECK_EVERY: Final = 32
+# The lag timer's period: the event loop's timers have a resolution of 1 ms anyway, and a
+# wake-up per millisecond costs an idle bidder a few system calls.
+LAG_INTERVAL: Final = 0.001
+# Late this many times in a row: one late turn (a garbage collection, a slow model call) is
+# a pause, not a backlog, and shedding what arrives after it would only lose bids.
+LATE_BEATS: Final = 2
 
 
 class AdmissionControl:
@@ -31,11 +48,17 @@ class AdmissionControl:
     __slots__ = (
         "_clock",
         "_completed",
+        "_lag_due",
+        "_lag_loop",
+        "_lag_timer",
+        "_late_beats",
         "_peak_rate",
         "_window_start",
         "decay",
         "in_flight",
+        "lagging",
         "limit",
+        "max_loop_lag",
         "max_queue_delay",
         "min_concurrency",
         "window",
@@ -46,12 +69,20 @@ class AdmissionControl:
         *,
         max_queue_delay: float,
         min_concurrency: int,
+        max_loop_lag: float = float("inf"),
         window: float = 0.1,
         decay: float = 0.9,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.max_queue_delay = max_queue_delay
         self.min_concurrency = min_concurrency
+        self.max_loop_lag = max_loop_lag
+        # Set by the lag timer: the loop ran it more than `max_loop_lag` late.
+        self.lagging = False
+        self._lag_timer: asyncio.TimerHandle | None = None
+        self._lag_loop: asyncio.AbstractEventLoop | None = None
+        self._lag_due = 0.0
+        self._late_beats = 0
         self.window = window
         self.decay = decay
         self.in_flight = 0
@@ -62,8 +93,31 @@ class AdmissionControl:
         self._window_start = clock()
 
     def overloaded(self) -> bool:
-        """True when a request arriving now could not start within `max_queue_delay`."""
-        return self.in_flight >= self.limit
+        """True when a request arriving now could not start within `max_queue_delay`, or
+        the event loop is running late."""
+        return self.in_flight >= self.limit or self.lagging
+
+    def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Measure `loop`'s lag from now on (again, on a new loop; once per loop)."""
+        if self.max_loop_lag == float("inf") or (
+            self._lag_timer is not None and self._lag_loop is loop
+        ):
+            return
+        self._lag_loop = loop
+        self._late_beats = 0
+        self.lagging = False
+        self._lag_due = loop.time() + LAG_INTERVAL
+        self._lag_timer = loop.call_at(self._lag_due, self._measure_lag, loop)
+
+    def _measure_lag(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        if now - self._lag_due > self.max_loop_lag:
+            self._late_beats += 1
+        else:
+            self._late_beats = 0
+        self.lagging = self._late_beats >= LATE_BEATS
+        self._lag_due = now + LAG_INTERVAL
+        self._lag_timer = loop.call_at(self._lag_due, self._measure_lag, loop)
 
     def started(self) -> None:
         self.in_flight += 1

@@ -3,7 +3,9 @@
 `BidEndpoint.decide` turns a request's headers and body into its answer, whoever carries
 them: `BidderHttpProtocol` calls it straight from httptools' callbacks for plainly framed
 requests (`direct.py`), and the endpoint's own ASGI handler for everything else and for
-any other ASGI server. The bid route bypasses FastAPI's routing, dependency injection and pydantic validation,
+any other ASGI server.
+
+The bid route bypasses FastAPI's routing, dependency injection and pydantic validation,
 which together cost several times the bidder's own work per request; msgspec decodes and
 validates the body in one pass instead. Every answer is a 200 bid, a 204 no-bid or a 4xx
 naming what is wrong with the request: an exception inside the bidder is a no-bid, never
@@ -90,6 +92,7 @@ class BidEndpoint:
         self.admission = AdmissionControl(
             max_queue_delay=settings.admission_max_queue_ms / 1000,
             min_concurrency=settings.admission_min_concurrency,
+            max_loop_lag=settings.admission_max_loop_lag_ms / 1000,
         )
         admission = self.admission
         metrics.in_flight.follow(lambda: admission.in_flight)

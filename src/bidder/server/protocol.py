@@ -85,6 +85,11 @@ class BidderHttpProtocol(HttpToolsProtocol):
         self._exchange: DirectExchange | None = None
         self._answers = AnswerBytes(server_state)
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self._bid_endpoint is not None:
+            self._bid_endpoint.admission.watch_loop(self.loop)
+
     def data_received(self, data: bytes) -> None:
         endpoint = self._bid_endpoint
         if (
