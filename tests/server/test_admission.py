@@ -103,28 +103,28 @@ def test_a_loop_running_late_sheds_until_it_is_on_time_again(
         admission = AdmissionControl(max_queue_delay=1.0, min_concurrency=64, max_loop_lag=0.02)
         admission.watch_loop(asyncio.get_running_loop())
         await asyncio.sleep(0.005)
-        seen = await _hold_the_loop(admission, [0.1, 0.1, 0.1, 0.0])
+        seen = await _hold_the_loop(admission, [0.05] * 8 + [0.0] * 2)
         await asyncio.sleep(0.1)  # idle: the timer is on time again
         return seen, admission.overloaded()
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
         seen, after = runner.run(scenario())
-    # Late in two turns running: shedding (whether the timer runs before or after the
-    # other callbacks of a turn depends on the event loop).
+    # Late in three turns running: shedding (whether the timer runs before or after the
+    # other callbacks of a turn, and in which turn, depends on the event loop).
     assert seen[0] is False
     assert True in seen
     assert after is False
 
 
 @LOOPS
-def test_one_late_turn_is_a_pause_not_a_backlog(
+def test_a_late_turn_or_two_are_a_pause_not_a_backlog(
     new_loop: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
     async def scenario() -> list[bool]:
         admission = AdmissionControl(max_queue_delay=1.0, min_concurrency=64, max_loop_lag=0.02)
         admission.watch_loop(asyncio.get_running_loop())
         await asyncio.sleep(0.005)
-        return await _hold_the_loop(admission, [0.1, 0.0, 0.0, 0.0])  # a collection, say
+        return await _hold_the_loop(admission, [0.1, 0.1, 0.0, 0.0, 0.0])  # collections, say
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
         assert True not in runner.run(scenario())

@@ -36,6 +36,9 @@ def test_sigterm_under_load_drops_nothing_in_flight(tmp_path: Path) -> None:
     env = {
         "BIDDER_RECORD_DIR": str(tmp_path),
         "BIDDER_RECORD_SAMPLE_RATE": "1",
+        # A request shed under a moment's lag is answered but not recorded; this test is
+        # about the drain, so nothing is shed.
+        "BIDDER_ADMISSION_MAX_LOOP_LAG_MS": "10000",
         **os.environ,
         "BIDDER_MODEL_PATH": str(SEED_MODEL),
         "BIDDER_FEATURE_SPEC_PATH": str(SEED_FEATURE_SPEC),
@@ -74,29 +77,47 @@ def test_sigterm_under_load_drops_nothing_in_flight(tmp_path: Path) -> None:
 async def _load_then_terminate(
     url: str, process: subprocess.Popen[str]
 ) -> tuple[int, int, int | None]:
-    body = banner_request()
+    port = int(url.rsplit(":", 1)[1])
+    request = _request(orjson.dumps(banner_request()))
     answered = 0
     failed_in_flight = 0
     stop = asyncio.Event()
     signalled_at = math.inf
 
     async def worker() -> None:
+        """Requests on one kept-alive connection at a time, as raw bytes: a request counts
+        as sent once its bytes are in the server's socket (a client library's own work
+        before it writes would blur the line between before and after the signal)."""
         nonlocal answered, failed_in_flight
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            while not stop.is_set():
-                sent_at = time.monotonic()
-                try:
-                    response = await client.post("/openrtb2/bid", json=body)
-                except httpx.TransportError:
-                    # A request sent after SIGTERM may meet a connection closed by the
-                    # draining server, or the closed listener: it never reached the
-                    # bidder. One sent before the signal was in flight: it must be answered.
-                    if sent_at < signalled_at:
-                        failed_in_flight += 1
-                    return
-                # A bid or a no-bid (a deadline under this load) are both answers.
-                assert response.status_code in (200, 204)
-                answered += 1
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return  # the listener is closed: the server is draining
+            try:
+                while not stop.is_set():
+                    try:
+                        writer.write(request)
+                        await writer.drain()
+                    except OSError:
+                        break  # closed by the draining server before this request went out
+                    sent_at = time.monotonic()
+                    try:
+                        head = await reader.readuntil(b"\r\n\r\n")
+                    except (asyncio.IncompleteReadError, OSError):
+                        if sent_at < signalled_at:
+                            failed_in_flight += 1
+                        return
+                    length = _content_length(head)
+                    if length:
+                        await reader.readexactly(length)
+                    # A bid or a no-bid (a deadline under this load) are both answers.
+                    assert head.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 204 ")), head
+                    answered += 1
+                    if b"connection: close" in head.lower():
+                        break
+            finally:
+                writer.close()
 
     workers = [asyncio.create_task(worker()) for _ in range(8)]
     await asyncio.sleep(1.0)
@@ -111,6 +132,14 @@ async def _load_then_terminate(
     stop.set()
     await asyncio.gather(*workers)
     return answered, failed_in_flight, readiness
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
 
 
 @pytest.mark.parametrize("http", [BidderHttpProtocol, LimitedHttpProtocol])

@@ -37,9 +37,9 @@ _CHECK_EVERY: Final = 32
 # The lag timer's period: the event loop's timers have a resolution of 1 ms anyway, and a
 # wake-up per millisecond costs an idle bidder a few system calls.
 LAG_INTERVAL: Final = 0.001
-# Late this many times in a row: one late turn (a garbage collection, a slow model call) is
+# Late this many times in a row: a late turn or two (a garbage collection, a busy moment) is
 # a pause, not a backlog, and shedding what arrives after it would only lose bids.
-LATE_BEATS: Final = 2
+LATE_BEATS: Final = 3
 
 
 class AdmissionControl:
