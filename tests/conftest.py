@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -25,6 +26,12 @@ SEED_MODEL = SHARED / "seed-model" / "model.tar.gz"
 SEED_FEATURE_SPEC = PROJECT_ROOT / "examples" / "seed-model" / "feature_spec.json"
 CORPUS = SHARED / "openrtb-corpus"
 MODEL_BUCKET = "models"
+
+# Shedding on the event loop's lag is off in the servers tests start (in-process and child
+# processes alike) unless a test asks for it: an in-process server shares the interpreter
+# with its test's clients, whose work makes its loop late, and a shed answer would turn a
+# test of something else into a test of the machine's load. Its own tests set it.
+os.environ.setdefault("BIDDER_ADMISSION_MAX_LOOP_LAG_MS", "10000")
 
 
 @pytest.fixture(scope="session")

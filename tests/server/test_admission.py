@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ from bidder.server.connection_limits import LimitedHttpProtocol
 from bidder.server.protocol import BidderHttpProtocol, whole_bid_request
 from tests.conftest import LiveServer, free_port
 from tests.faults import FaultServer
-from tests.server.test_bid_endpoint import JSON_HEADERS, banner_request
+from tests.server.test_bid_endpoint import JSON_HEADERS, banner_request, seed_settings
 from tests.server.test_sagemaker_chain import sagemaker_settings
 
 
@@ -128,6 +129,36 @@ def test_a_late_turn_or_two_are_a_pause_not_a_backlog(
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
         assert True not in runner.run(scenario())
+
+
+def test_a_server_whose_loop_runs_late_sheds_what_arrives_meanwhile() -> None:
+    settings = seed_settings(admission_max_loop_lag_ms=5)
+    body = orjson.dumps(banner_request())
+    with (
+        LiveServer(BidderApp(settings), free_port()) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as client,
+    ):
+        client.sendall(_request(body))
+        assert _read_response(client).startswith(b"HTTP/1.1 200 ")
+        [connection] = server.server.server_state.connections
+        loop = connection.loop
+        held = threading.Event()
+
+        def hold(turns: int) -> None:  # a backlog's long turns, one after the other
+            held.set()
+            time.sleep(0.02)
+            if turns > 1:
+                loop.call_soon(hold, turns - 1)
+
+        loop.call_soon_threadsafe(hold, 25)
+        held.wait()
+        time.sleep(0.3)  # several late turns have passed, and more are to come
+        client.sendall(_request(body))
+        assert _read_response(client).startswith(b"HTTP/1.1 204 ")
+        assert _overload_count(server.url) == 1
+        time.sleep(0.05)  # the loop is on time again
+        client.sendall(_request(body))
+        assert _read_response(client).startswith(b"HTTP/1.1 200 ")
 
 
 def test_the_lag_is_watched_on_each_new_loop_once() -> None:
