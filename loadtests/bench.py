@@ -45,6 +45,7 @@ from loadtests.harness import (
     machine,
     merged,
     saturate,
+    shed_so_far,
     started,
     write_report,
 )
@@ -190,6 +191,7 @@ class Plan:
 
 def measure(name: str, port: int, requests: list[Request], plan: Plan) -> dict[str, Any]:
     target = Target(HOST, port)
+    shed_before = shed_so_far(port)
     saturation = saturate(
         target,
         requests,
@@ -198,7 +200,14 @@ def measure(name: str, port: int, requests: list[Request], plan: Plan) -> dict[s
         repeats=plan.repeats,
         warmup=plan.warmup,
     )
-    entry: dict[str, Any] = {"server": name, **saturation.to_dict(), "half_load": None}
+    entry: dict[str, Any] = {
+        "server": name,
+        **saturation.to_dict(),
+        # Answered with an overload no-bid instead of a decision (warm-ups included): a
+        # bidder's saturation rate is only its decisions' rate when this stays near 0.
+        "saturation_shed": shed_so_far(port) - shed_before,
+        "half_load": None,
+    }
     if saturation.rate <= 0:
         return entry
     entry["half_load"] = _open(target, requests, saturation.rate / 2, plan.duration).to_dict()
@@ -244,7 +253,7 @@ def markdown(results: list[dict[str, Any]], ratio_table: dict[str, float]) -> st
             f"| {r['server']} | {r['saturation_rps']:,.0f} | "
             f"{' / '.join(f'{rate:,.0f}' for rate in r['saturation_runs_rps'])} | "
             f"{_ms(half.get('p50'))} | {_ms(half.get('p99'))} | {_ms(half.get('p99.9'))} | "
-            f"{r['saturation_statuses']} | {errors or '-'} |"
+            f"{r['saturation_statuses']}{_shed(r)} | {errors or '-'} |"
         )
     lines.append("")
     for label, value in ratio_table.items():
@@ -260,6 +269,11 @@ def markdown(results: list[dict[str, Any]], ratio_table: dict[str, float]) -> st
                 f"(target ≤ {limit:g} ms: {_verdict(p99 <= limit)})"
             )
     return "\n".join(lines)
+
+
+def _shed(result: dict[str, Any]) -> str:
+    shed = result.get("saturation_shed")
+    return f", shed {shed:,.0f}" if shed else ""
 
 
 def _verdict(met: bool) -> str:

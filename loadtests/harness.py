@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -38,6 +39,7 @@ BID_HEADERS = {"content-type": "application/json", "x-openrtb-version": "2.6"}
 SEED = 2026
 STARTUP_TIMEOUT = 90.0
 QUIET_BIDDER = {"BIDDER_LOG_LEVEL": "warning"}
+_SHED = re.compile(r'^bidder_no_bids_total\{reason="overload"\} ([0-9.e+]+)$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,18 @@ def saturate(
             for _ in range(repeats)
         ]
     )
+
+
+def shed_so_far(port: int) -> float:
+    """Requests the bidder on `port` has shed so far (0 for a server that does not say)."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    match = _SHED.search(text)
+    return float(match.group(1)) if match else 0.0
 
 
 def merged(tables: Iterable[Mapping[Any, int]]) -> dict[str, int]:

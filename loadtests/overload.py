@@ -27,8 +27,6 @@ Exits 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import http.client
-import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -45,6 +43,7 @@ from loadtests.harness import (
     load_generator_pinned,
     machine,
     saturate,
+    shed_so_far,
     started,
     write_report,
 )
@@ -54,7 +53,6 @@ MIB = 1024 * 1024
 LATENCY_MARGIN_MS = 5.0
 THROUGHPUT_TARGET = 0.90
 RECOVERY_TARGET_S = 2.0
-_SHED = re.compile(r'^bidder_no_bids_total\{reason="overload"\} ([0-9.e+]+)$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -73,17 +71,6 @@ class Plan:
             Step(saturation * self.factor, self.overload),
             Step(saturation / 2, self.recovery),
         ]
-
-
-def shed_so_far(port: int) -> float:
-    connection = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        connection.request("GET", "/metrics")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
-    match = _SHED.search(text)
-    return float(match.group(1)) if match else 0.0
 
 
 def overloaded_run(
