@@ -256,7 +256,7 @@ class Settings(BaseSettings):
         64, ge=1, le=100_000, description="Requests in flight below which none is shed."
     )
     admission_max_loop_lag_ms: float = Field(
-        2.0,
+        5.0,
         gt=0.0,
         le=10_000.0,
         description="Event loop lag past which every new bid request is shed until it is on time.",
