@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -284,3 +285,11 @@ def test_an_internal_failure_is_a_no_bid_never_a_5xx(
         assert response.headers["x-openrtb-version"] == "2.6"
         assert metric(client, 'bidder_requests_total{outcome="error"}') == 1
         assert metric(client, 'bidder_no_bids_total{reason="internal_error"}') == 1
+
+
+def test_what_start_up_built_is_frozen_out_of_the_collectors_reach(
+    live_server: Callable[[Settings], LiveServer],
+) -> None:
+    gc.unfreeze()
+    live_server(seed_settings())
+    assert gc.get_freeze_count() > 0
