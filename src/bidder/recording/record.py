@@ -39,7 +39,7 @@ import msgspec
 from bidder.asgi import Headers
 from bidder.decision.policy import ImpDecision
 from bidder.openrtb.model import BidRequest
-from bidder.recording.redaction import Redactor
+from bidder.recording.redaction import Redactor, one_line
 
 RECORD_VERSION: Final = 1
 
@@ -195,7 +195,7 @@ class RecordEncoder:
                 msgspec.json.decode(body)
             except msgspec.DecodeError:
                 return None
-        return _on_one_line(body)
+        return one_line(body)
 
     def _id_of(self, body: bytes) -> str | None:
         try:
@@ -211,14 +211,6 @@ class RecordEncoder:
 
 class _WithId(msgspec.Struct):
     id: str | None = None
-
-
-def _on_one_line(body: bytes) -> bytes:
-    # Inside JSON strings line breaks must be escaped, so any raw one is whitespace between
-    # tokens: blanking it keeps the body's meaning and the record on one line.
-    if b"\n" not in body and b"\r" not in body:
-        return body
-    return body.replace(b"\n", b" ").replace(b"\r", b" ")
 
 
 def _is_utf8(body: bytes) -> bool:
