@@ -9,14 +9,6 @@ Only the objects on the way to an identifier are decoded: the body is read as an
 raw JSON values, `device` and `user` as objects of raw values in turn, and so on down each
 path; every other value is copied as the bytes it was. A request's `device` and `user` are
 a small part of it, so redaction costs a fraction of decoding and encoding the whole body.
-Two shortcuts keep it cheaper still, both exact:
-
-- a value whose text holds no backslash and none of the keys on its paths (quoted, as JSON
-  writes a key without escapes) cannot hold an identifier, and is not decoded at all;
-- the body's redacted members are put back in place of their old text, the rest of the body
-  kept as it came rather than encoded again, when their places are certain: no backslash in
-  the body (so no key is written escaped) and each of their keys once in it (so a duplicate
-  member, which a decoder reads as the last one, cannot hide an identifier in the first).
 """
 
 from __future__ import annotations
@@ -50,7 +42,6 @@ IDENTIFIER_PATHS: Final[tuple[tuple[str, ...], ...]] = (
 )
 
 _Raws = dict[str, msgspec.Raw] | list[msgspec.Raw]
-_JSON_WHITESPACE: Final = b" \t\n\r"
 
 
 @dataclass(frozen=True)
@@ -63,10 +54,6 @@ class _Level:
     inner: tuple[tuple[str, _Level], ...] = ()
     # Every element (of an array) or value (of an object) is an identifier, or leads to one.
     each: _Level | Literal["identifier"] | None = None
-    # The keys a value must hold to hold an identifier (this level's identifiers and steps,
-    # and where every element is visited, their keys), quoted as JSON writes them unescaped;
-    # None when any element may be an identifier.
-    needles: tuple[bytes, ...] | None = ()
 
 
 def _level(paths: Iterable[tuple[str, ...]]) -> _Level:
@@ -86,24 +73,7 @@ def _level(paths: Iterable[tuple[str, ...]]) -> _Level:
     if clash := identifiers & set(below):
         raise ValueError(f"{sorted(clash)}: both an identifier and the way to another")
     inner = tuple((step, _level(rest)) for step, rest in below.items())
-    return _Level(frozenset(identifiers), inner, each, _needles(identifiers, inner, each))
-
-
-def _needles(
-    identifiers: set[str],
-    inner: tuple[tuple[str, _Level], ...],
-    each: _Level | Literal["identifier"] | None,
-) -> tuple[bytes, ...] | None:
-    # A value changes only when one of this level's keys is in it (the steps' own levels are
-    # reached only through them), or, where every element is visited, one of their keys.
-    if each == "identifier":
-        return None
-    found = {msgspec.json.encode(key) for key in identifiers.union(step for step, _ in inner)}
-    if each is not None:
-        if each.needles is None:
-            return None
-        found.update(each.needles)
-    return tuple(sorted(found))
+    return _Level(frozenset(identifiers), inner, each)
 
 
 def one_line(body: bytes) -> bytes:
@@ -138,7 +108,6 @@ class Redactor:
         self._array = msgspec.json.Decoder(list[msgspec.Raw])
         self._value = msgspec.json.Decoder()
         self._encoder = msgspec.json.Encoder()
-        self._quoted = {key: msgspec.json.encode(key) for key, _ in self._paths.inner}
 
     def redact(self, body: bytes) -> bytes | None:
         """`body` without its identifiers, on one line; None when it is not a JSON object
@@ -147,45 +116,10 @@ class Redactor:
             document = self._object.decode(body)
         except msgspec.DecodeError:
             return None
-        level = self._paths
-        if b"\\" not in body and not level.identifiers and level.each is None:
-            spliced = self._splice(body, document, level)
-            if spliced is not None:
-                return one_line(spliced)
-        self._redact_children(document, level)
+        self._redact_children(document, self._paths)
+        # Only the levels on the way to identifiers are encoded again: values below them keep
+        # their text, line breaks between their tokens included.
         return one_line(self._encoder.encode(document))
-
-    def _splice(self, body: bytes, document: dict[str, msgspec.Raw], level: _Level) -> bytes | None:
-        """`body` with its members on the way to identifiers redacted in their places; None
-        when a place is not certain (the member's key more than once in the body). The body
-        has no backslash: every key in it is written as its `needles` are."""
-        changes: list[tuple[int, int, bytes]] = []
-        for key, below in level.inner:
-            raw = document.get(key)
-            if raw is None:
-                continue
-            value = bytes(raw)
-            redacted = self._redacted(value, below)
-            if redacted is None:
-                continue
-            quoted = self._quoted[key]
-            if body.count(quoted) != 1:
-                return None
-            after = body.index(quoted) + len(quoted)
-            # The value follows its key's colon: nothing but whitespace comes between, and
-            # the value cannot start with either, so this finds the value itself.
-            start = body.find(value, after)
-            if start < 0 or body[after:start].strip(_JSON_WHITESPACE) != b":":
-                return None
-            changes.append((start, start + len(value), redacted))
-        changes.sort()
-        parts: list[bytes] = []
-        done = 0
-        for start, end, redacted in changes:
-            parts += (body[done:start], redacted)
-            done = end
-        parts.append(body[done:])
-        return b"".join(parts)
 
     def hash(self, value: str) -> str:
         return hmac.digest(self._key, value.encode("utf-8"), "sha256").hex()
@@ -207,17 +141,7 @@ class Redactor:
                 self._redact_inside(node, index, level.each)
 
     def _redact_inside(self, node: _Raws, key: Any, level: _Level) -> None:
-        redacted = self._redacted(node[key], level)
-        if redacted is not None:
-            node[key] = msgspec.Raw(redacted)
-
-    def _redacted(self, raw: msgspec.Raw | bytes, level: _Level) -> bytes | None:
-        """The object or array `raw` without its identifiers; None when it holds none, or is
-        neither an object nor an array."""
-        if level.needles is not None:
-            text = bytes(raw)
-            if b"\\" not in text and not any(needle in text for needle in level.needles):
-                return None  # none of the keys on the way to an identifier, nor escapes
+        raw = node[key]
         child: _Raws
         try:
             # Arrays come only where a path iterates; anything else is read as an object.
@@ -226,9 +150,9 @@ class Redactor:
             else:
                 child = self._object.decode(raw)
         except msgspec.DecodeError:
-            return None  # not an object or array (null, a string, ...): no identifier inside
+            return  # not an object or array (null, a string, ...): no identifier inside
         self._redact_children(child, level)
-        return self._encoder.encode(child)
+        node[key] = msgspec.Raw(self._encoder.encode(child))
 
     def _replace(self, node: _Raws, key: Any) -> None:
         raw = node[key]
