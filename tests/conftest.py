@@ -63,6 +63,7 @@ class LiveServer:
         self.app = app
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        settings = getattr(app, "settings", None)
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
@@ -72,6 +73,12 @@ class LiveServer:
             access_log=False,
             log_config=None,
             lifespan="on",
+            # As `bidder serve` has it, for a bidder's app.
+            **(
+                {"timeout_keep_alive": settings.keepalive_timeout_seconds}
+                if isinstance(settings, Settings)
+                else {}
+            ),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)

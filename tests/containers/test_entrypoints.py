@@ -94,7 +94,8 @@ def test_bidder_entrypoint_serves_bids_health_and_metrics_on_its_ports(tmp_path:
     url, metrics_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
     with running(as_process(image.command()), env) as process:
         wait_for(lambda: ready_workers(metrics_url) == 2, process)
-        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        # A worker is ready once its start-up is done, a moment before uvicorn listens.
+        wait_for(lambda: httpx.get(f"{url}/healthz", timeout=5).status_code == 200, process)
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
         assert healthcheck(image, env) == 0
         # /metrics moved to its own port, out of the bid traffic's way.
