@@ -32,7 +32,7 @@ RUN python -m pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-di
 # The same settings as the final stage's, so the library lands under the name the bidder
 # looks for (the model's hash); a model mounted later without one is scored by GTIL.
 ENV BIDDER_COMPILE_CACHE_DIR=/opt/bidder/compiled
-RUN /opt/venv/bin/python -c "from bidder.scoring import EmbeddedScorer; from bidder.settings import load_settings; settings = load_settings(); scorer = EmbeddedScorer.from_path(settings.model_path, compile_cache=settings.compile_cache_dir); assert scorer.backend == 'gtil+compiled', scorer.backend"
+RUN /opt/venv/bin/python -c "from bidder.scoring import EmbeddedScorer; from bidder.settings import load_settings; settings = load_settings(); scorer = EmbeddedScorer.from_path(settings.model_path, compile_cache=settings.compile_cache_dir); assert scorer.backend == 'compiled', scorer.backend"
 
 FROM ${PYTHON_IMAGE}
 RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin bidder

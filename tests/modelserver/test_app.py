@@ -19,6 +19,7 @@ from aiobotocore.session import get_session
 from bidder.modelserver import ModelServerApp, create_model_server_app
 from bidder.modelserver.app import MODEL_DIR_VARIABLE
 from bidder.scoring import EmbeddedScorer
+from bidder.scoring.compiled import BATCH_PREDICTOR_MIN_ROWS
 from bidder.scoring.payloads import encode_rows
 from tests.conftest import LiveServer, free_port
 
@@ -165,20 +166,21 @@ def root_logging() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("root_logging")
-def test_the_factory_compiles_the_trees_for_batches_as_the_settings_say(
+def test_the_factory_compiles_the_trees_as_the_settings_say(
     seed_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(MODEL_DIR_VARIABLE, str(seed_model))
     monkeypatch.setenv("BIDDER_COMPILE_CACHE_DIR", str(tmp_path))
     compiled = create_model_server_app()
-    assert compiled.scorer.backend == "gtil+compiled"
+    assert compiled.scorer.backend == "compiled"
     assert len(list(tmp_path.glob("*.so"))) == 1
     monkeypatch.setenv("BIDDER_COMPILE_MODEL", "false")
     assert create_model_server_app().scorer.backend == "gtil"
 
-    # A batch (compiled trees) scores each row as that row alone (GTIL) does, over HTTP.
+    # A batch (tl2cgen's batch predictor) scores each row as that row alone (the generated
+    # function, called for one row) does, over HTTP.
     rng = np.random.default_rng(7)
-    rows = rng.integers(0, 30, size=(16, 7)).astype(np.float32)
+    rows = rng.integers(0, 30, size=(BATCH_PREDICTOR_MIN_ROWS + 8, 7)).astype(np.float32)
     rows[rng.random(rows.shape) < 0.2] = np.nan
     with (
         LiveServer(compiled, free_port()) as server,

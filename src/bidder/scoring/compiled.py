@@ -1,15 +1,25 @@
-"""Trees compiled to native code with tl2cgen, for batches.
+"""Trees compiled to native code with tl2cgen.
 
 treelite's GTIL walks the trees in a generic interpreter, about 3 µs per row for the
-default model; tl2cgen turns the same treelite model into C, compiled once, about 0.2 µs
-per row. Its per-call overhead is higher than GTIL's, so the embedded scorer uses it for
-batches only. Compiling needs tl2cgen and a C compiler at start-up; the shared library is
-kept in a cache directory keyed by the model's hash, so a container image can compile it
-at build time and ship without a compiler. Without either, the bidder falls back to GTIL.
+default model and 11-16 µs per call; tl2cgen turns the same treelite model into C,
+compiled once, about 0.2 µs per row. The library is called two ways:
+
+- a few rows (what an idle or lightly loaded bidder scores: most of its batches hold one
+  row): the generated `predict` function itself, once per row, through ctypes. About 4 µs
+  for one row against GTIL's 16, since there is nothing to set up per call;
+- a larger batch: tl2cgen's batch predictor, which loops in C but costs about 20 µs per
+  call to set up (a `DMatrix`, a dispatch to its thread pool). The two cost the same
+  between 40 and 64 rows (`python -m loadtests.scoring_bench`), where each row's own 2 µs
+  on distinct rows outweighs either's overhead.
+
+Compiling needs tl2cgen and a C compiler at start-up; the shared library is kept in a cache
+directory keyed by the model's hash, so a container image can compile it at build time and
+ship without a compiler. Without either, the bidder falls back to GTIL.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import platform
@@ -28,9 +38,37 @@ logger = logging.getLogger("bidder.scoring")
 
 Predict = Callable[[npt.NDArray[np.float32]], Scores]
 
+# From this many rows up, tl2cgen's batch predictor: measured on the default model, 32 rows
+# cost it 94-111 µs against 90-97 row by row, 64 rows 129-134 against 134 (a busy machine).
+BATCH_PREDICTOR_MIN_ROWS = 48
+
+# How the generated code's `union Entry` marks a missing value: the int -1 in place of the
+# float (NaN is not missing to it: it would compare false and take the wrong branch).
+_MISSING = -1
+
 
 def compiled_predictor(model: Any, model_sha256: str, cache_dir: Path) -> Predict | None:
-    """A native predictor for `model`, or None when it cannot be had here."""
+    """A native predictor for `model`, or None when it cannot be had here: the generated
+    function row by row for a few rows, tl2cgen's batch predictor for more."""
+    library = compiled_library(model, model_sha256, cache_dir)
+    if library is None:
+        return None
+    predict_batch = batch_predictor(library)
+    predict_rows = row_predictor(library)
+    if predict_rows is None:  # pragma: no cover - a tl2cgen with another generated API
+        return predict_batch
+
+    def predict(rows: npt.NDArray[np.float32]) -> Scores:
+        if rows.shape[0] < BATCH_PREDICTOR_MIN_ROWS:
+            return predict_rows(rows)
+        return predict_batch(rows)
+
+    return predict
+
+
+def compiled_library(model: Any, model_sha256: str, cache_dir: Path) -> Path | None:
+    """The shared library of `model`'s trees, compiled now unless the cache has it; None
+    without tl2cgen or a C compiler."""
     try:
         import tl2cgen
     except ImportError:
@@ -46,11 +84,60 @@ def compiled_predictor(model: Any, model_sha256: str, cache_dir: Path) -> Predic
             tl2cgen.export_lib(model, toolchain="gcc", libpath=str(partial), nthread=1)
             # Atomic: a concurrent worker sees the whole library or none.
             os.replace(partial, library)
+    return library
+
+
+def batch_predictor(library: Path) -> Predict:
+    """tl2cgen's batch predictor over `library`."""
+    import tl2cgen
+
     predictor = tl2cgen.Predictor(str(library), nthread=1)
     matrix = tl2cgen.DMatrix
 
     def predict(rows: npt.NDArray[np.float32]) -> Scores:
         output = predictor.predict(matrix(rows))
         return np.asarray(output, dtype=np.float64).reshape(rows.shape[0])
+
+    return predict
+
+
+def row_predictor(library_path: Path) -> Predict | None:
+    """The generated `void predict(union Entry* row, int pred_margin, float* result)`, called
+    once per row; None unless the library has the single-output, float32 form it expects."""
+    library = ctypes.CDLL(str(library_path))
+    try:
+        function = library.predict
+        threshold_type = library.get_threshold_type
+        leaf_type = library.get_leaf_output_type
+        num_target = library.get_num_target
+        num_class = library.get_num_class
+    except AttributeError:  # pragma: no cover - another generated API
+        return None
+    threshold_type.restype = leaf_type.restype = ctypes.c_char_p
+    num_target.restype = ctypes.c_int32
+    classes = ctypes.c_int32(0)
+    if num_target() != 1:
+        return None
+    num_class(ctypes.byref(classes))
+    if (threshold_type(), leaf_type(), classes.value) != (b"float32", b"float32", 1):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    function.restype = None
+    score_size = np.dtype(np.float32).itemsize
+
+    def predict(rows: npt.NDArray[np.float32]) -> Scores:
+        # A copy, C-ordered, in which the missing values can be marked.
+        entries = np.array(rows, dtype=np.float32, order="C")
+        entries.view(np.int32)[np.isnan(entries)] = _MISSING
+        # `predict` adds the trees' outputs to what it is given.
+        scores = np.zeros(entries.shape[0], dtype=np.float32)
+        row_address = entries.ctypes.data
+        row_size = entries.strides[0]
+        score_address = scores.ctypes.data
+        for _ in range(entries.shape[0]):
+            function(row_address, 0, score_address)
+            row_address += row_size
+            score_address += score_size
+        return scores.astype(np.float64)
 
     return predict
