@@ -29,6 +29,8 @@ class EmbeddedScorer:
     def __init__(self, artifact: ModelArtifact, *, compile_cache: Path | None = None) -> None:
         self.artifact = artifact
         self._model = artifact.model
+        # Read once: treelite answers through a ctypes call, and `predict` checks every batch.
+        self._num_features = artifact.num_features
         self._check_single_output()
         self._predict = _prepared_predictor(self._model)
         self.backend = "gtil"
@@ -48,7 +50,7 @@ class EmbeddedScorer:
 
     @property
     def num_features(self) -> int:
-        return self.artifact.num_features
+        return self._num_features
 
     def predict(self, rows: npt.NDArray[np.float32]) -> Scores:
         """Synchronous scoring, for the CLI, the model server and warm-up."""
