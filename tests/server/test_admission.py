@@ -15,7 +15,7 @@ import pytest
 import uvloop
 
 from bidder.server import BidderApp
-from bidder.server.admission import AdmissionControl
+from bidder.server.admission import IDLE_BEATS, LAG_INTERVAL, AdmissionControl
 from bidder.server.connection_limits import LimitedHttpProtocol
 from bidder.server.protocol import BidderHttpProtocol, whole_bid_request
 from tests.conftest import LiveServer, free_port
@@ -178,6 +178,35 @@ def test_the_lag_is_watched_on_each_new_loop_once() -> None:
 
         asyncio.run(watch_twice())
     assert timers[0] is not timers[1]
+
+
+@LOOPS
+def test_the_lag_timer_stops_when_idle_and_the_next_request_starts_it(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    async def scenario() -> list[bool]:
+        admission = AdmissionControl(max_queue_delay=1.0, min_concurrency=64, max_loop_lag=0.02)
+        admission.watch_loop(asyncio.get_running_loop())
+        seen = [admission.watching]
+        admission.started()  # a request in flight keeps it running, however long
+        await asyncio.sleep(IDLE_BEATS * LAG_INTERVAL * 2)
+        seen.append(admission.watching)
+        admission.finished()
+        await _until(lambda: not admission.watching)
+        seen.append(admission.watching)
+        admission.started()
+        seen.append(admission.watching)
+        admission.finished()
+        return seen
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        assert runner.run(scenario()) == [True, True, False, True]
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 pytestmark = pytest.mark.usefixtures("aws_credentials")
