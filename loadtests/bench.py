@@ -13,6 +13,13 @@ server gets the same synthetic OpenRTB 2.6 requests. For each one: a short warm-
 run at half of that rate for p50/p99 latency; with `--plot`, open-loop runs at fractions
 of its saturation draw latency against offered load. Results are printed as a markdown
 table and written as JSON to `loadtests/results/`.
+
+With `--interleave`, every server is started at once and they take turns instead: round
+after round, one saturation run each (the order rotating), then the half-load runs the same
+way, `--repeats` of them, whose median p99 is reported. A ratio is then the median of the
+rounds' ratios, each of two runs a few seconds apart: on a shared machine whose speed
+drifts from minute to minute, that is the steadier comparison. (Idle, a server costs the
+one under load next to nothing: the bidder's lag timer stops when no request comes.)
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -44,7 +52,9 @@ from loadtests.harness import (
     load_generator_pinned,
     machine,
     merged,
+    rotated,
     saturate,
+    saturate_in_turns,
     shed_so_far,
     started,
     write_report,
@@ -212,17 +222,86 @@ def measure(name: str, port: int, requests: list[Request], plan: Plan) -> dict[s
         return entry
     entry["half_load"] = _open(target, requests, saturation.rate / 2, plan.duration).to_dict()
     if plan.sweep:
-        sweep_duration = max(1.0, plan.duration)
-        entry["sweep"] = [
-            _open(target, requests, saturation.rate * fraction, sweep_duration).to_dict()
-            | {"fraction": fraction}
-            for fraction in plan.sweep
-        ]
+        entry["sweep"] = _sweep(target, requests, saturation.rate, plan)
     return entry
+
+
+def measure_in_turns(
+    names: list[str], requests: list[Request], plan: Plan, pin: bool
+) -> list[dict[str, Any]]:
+    """Every server started at once and measured in turns (see the module's docstring)."""
+    results: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as servers:
+        ports: dict[str, int] = {}
+        for name in names:
+            port = free_port()
+            try:
+                servers.enter_context(started(name, SERVERS[name], port, pin=pin))
+            except ServerFailed as exc:
+                results[name] = {"server": name, "error": str(exc)}
+                print(f"{name}: {exc}", file=sys.stderr)
+                continue
+            ports[name] = port
+        targets = {name: Target(HOST, port) for name, port in ports.items()}
+        shed_before = {name: shed_so_far(port) for name, port in ports.items()}
+        saturations = saturate_in_turns(
+            targets,
+            dict.fromkeys(targets, requests),
+            connections=plan.connections,
+            duration=plan.duration,
+            repeats=plan.repeats,
+            warmup=plan.warmup,
+        )
+        half_loads: dict[str, list[LoadResult]] = {name: [] for name in targets}
+        for round_ in range(plan.repeats):
+            for name in rotated(list(targets), round_):
+                rate = saturations[name].rate
+                if rate > 0:
+                    half_loads[name].append(_open(targets[name], requests, rate / 2, plan.duration))
+        for name, target in targets.items():
+            saturation = saturations[name]
+            halves = sorted(half_loads[name], key=lambda half: half.latency.percentile(99))
+            entry: dict[str, Any] = {
+                "server": name,
+                **saturation.to_dict(),
+                "saturation_shed": 0.0,
+                "half_load": halves[len(halves) // 2].to_dict() if halves else None,
+                "half_load_runs_p99_ms": [
+                    round(half.latency.percentile(99) * 1000, 3) for half in half_loads[name]
+                ],
+            }
+            entry["saturation_shed"] = shed_so_far(ports[name]) - shed_before[name]
+            if plan.sweep and saturation.rate > 0:
+                entry["sweep"] = _sweep(target, requests, saturation.rate, plan)
+            results[name] = entry
+            print(f"{name:18s} {saturation.rate:>10,.0f} req/s", file=sys.stderr)
+    return [results[name] for name in names]
+
+
+def _sweep(
+    target: Target, requests: list[Request], saturation: float, plan: Plan
+) -> list[dict[str, Any]]:
+    sweep_duration = max(1.0, plan.duration)
+    return [
+        _open(target, requests, saturation * fraction, sweep_duration).to_dict()
+        | {"fraction": fraction}
+        for fraction in plan.sweep
+    ]
 
 
 def _open(target: Target, requests: list[Request], rate: float, duration: float) -> LoadResult:
     return run(run_open_loop(target, requests, rate=rate, duration=duration))
+
+
+def ratios_by_round(results: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Each ratio in each round of runs taken in turns (the i-th runs of two servers)."""
+    runs = {r["server"]: r.get("saturation_runs_rps") or [] for r in results}
+    table = {}
+    for label, ratio in RATIOS.items():
+        server, reference = runs.get(ratio.server), runs.get(ratio.reference)
+        if server and reference and len(server) == len(reference) and all(reference):
+            table[label] = [round(a / b, 3) for a, b in zip(server, reference, strict=True)]
+    return table
 
 
 def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
@@ -237,7 +316,11 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
 # --- reporting ---
 
 
-def markdown(results: list[dict[str, Any]], ratio_table: dict[str, float]) -> str:
+def markdown(
+    results: list[dict[str, Any]],
+    ratio_table: dict[str, float],
+    by_round: dict[str, list[float]] | None = None,
+) -> str:
     lines = [
         "| server | saturation req/s (median) | runs | p50 ms @ ½ | p99 ms @ ½ | p99.9 ms @ ½ "
         "| statuses | errors |",
@@ -259,13 +342,19 @@ def markdown(results: list[dict[str, Any]], ratio_table: dict[str, float]) -> st
     for label, value in ratio_table.items():
         target = RATIOS[label].target
         verdict = "" if target is None else f" (target ≥ {target:g}×: {_verdict(value >= target)})"
-        lines.append(f"- {label}: **{value:.2f}×**{verdict}")
+        rounds = (by_round or {}).get(label)
+        each = (
+            "" if rounds is None else f", median of rounds {' / '.join(f'{r:.2f}' for r in rounds)}"
+        )
+        lines.append(f"- {label}: **{value:.2f}×**{each}{verdict}")
     for r in results:
         p99 = ((r.get("half_load") or {}).get("latency_ms") or {}).get("p99")
         limit = P99_TARGETS_MS.get(r["server"])
         if limit is not None and p99 is not None:
+            runs = r.get("half_load_runs_p99_ms")
+            each = "" if not runs else f", median of runs {' / '.join(f'{p:.2f}' for p in runs)}"
             lines.append(
-                f"- {r['server']} p99 at half saturation: **{p99:.2f} ms** "
+                f"- {r['server']} p99 at half saturation: **{p99:.2f} ms**{each} "
                 f"(target ≤ {limit:g} ms: {_verdict(p99 <= limit)})"
             )
     return "\n".join(lines)
@@ -345,6 +434,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"comma-separated, among {', '.join(SERVERS)} (default {DEFAULT_SERVERS})",
     )
     parser.add_argument("--requests", type=int, default=2000, help="distinct bid requests")
+    parser.add_argument(
+        "--interleave", action="store_true", help="start every server at once, measure in turns"
+    )
     parser.add_argument("--quick", action="store_true", help="short settings for a smoke run")
     parser.add_argument("--plot", type=Path, help="draw latency against offered load (PNG)")
     parser.add_argument("--out", type=Path, help="result JSON (default: loadtests/results/)")
@@ -374,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     requests = bid_requests(args.requests)
     results: list[dict[str, Any]] = []
     with load_generator_pinned() as pin:
-        for name in names:
+        if args.interleave:
+            results = measure_in_turns(names, requests, plan, pin)
+        for name in names if not args.interleave else []:
             port = free_port()
             try:
                 with started(name, SERVERS[name], port, pin=pin):
@@ -384,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {exc}", file=sys.stderr)
                 continue
             print(f"{name:18s} {results[-1]['saturation_rps']:>10,.0f} req/s", file=sys.stderr)
-    ratio_table = ratios([r for r in results if "error" not in r])
+    measured = [r for r in results if "error" not in r]
+    by_round = ratios_by_round(measured) if args.interleave else {}
+    ratio_table = ratios(measured)
+    ratio_table |= {label: round(statistics.median(each), 3) for label, each in by_round.items()}
     report = {
         "machine": machine(pin),
         "settings": {
@@ -394,13 +491,15 @@ def main(argv: list[str] | None = None) -> int:
             "distinct_requests": args.requests,
             "seed": SEED,
             "quick": args.quick,
+            "interleave": args.interleave,
             "sweep_fractions": list(plan.sweep),
         },
         "results": results,
         "ratios": ratio_table,
+        "ratios_by_round": by_round,
     }
     out = write_report(report, args.out, "bench")
-    print(markdown(results, ratio_table))
+    print(markdown(results, ratio_table, by_round))
     print(f"\nwritten to {out}")
     if args.plot is not None:
         drawn = plot(results, args.plot)

@@ -225,6 +225,39 @@ def saturate(
     )
 
 
+def saturate_in_turns(
+    targets: Mapping[str, Target],
+    loads: Mapping[str, list[Request]],
+    *,
+    connections: int,
+    duration: float,
+    repeats: int,
+    warmup: float,
+) -> dict[str, Saturation]:
+    """A warm-up run of each server, then `repeats` rounds of one closed-loop run per
+    server, the order rotating from round to round: what else the machine does weighs on
+    every server alike, and the runs of one round, a few seconds apart, compare fairly."""
+    for name, target in targets.items():
+        run(run_closed_loop(target, loads[name], connections=connections, duration=warmup))
+    runs: dict[str, list[LoadResult]] = {name: [] for name in targets}
+    for round_ in range(repeats):
+        for name in rotated(list(targets), round_):
+            runs[name].append(
+                run(
+                    run_closed_loop(
+                        targets[name], loads[name], connections=connections, duration=duration
+                    )
+                )
+            )
+    return {name: Saturation(server_runs) for name, server_runs in runs.items()}
+
+
+def rotated(names: list[str], by: int) -> list[str]:
+    """`names` starting from the `by`-th (modulo their number)."""
+    start = by % len(names) if names else 0
+    return names[start:] + names[:start]
+
+
 def shed_so_far(port: int) -> float:
     """Requests the bidder on `port` has shed so far (0 for a server that does not say)."""
     connection = http.client.HTTPConnection(HOST, port, timeout=10)

@@ -48,19 +48,19 @@ import orjson
 
 from bidder.errors import ModelLoadError
 from bidder.scoring.artifacts import identify, load_model_artifact
-from bidder.traffic.loadgen import LoadResult, Request, Target, run, run_closed_loop, run_open_loop
+from bidder.traffic.loadgen import Request, Target, run, run_open_loop
 from loadtests.bench import Plan, markdown
 from loadtests.harness import (
     HOST,
     QUIET_BIDDER,
     ROOT,
-    Saturation,
     Server,
     ServerFailed,
     free_port,
     load_generator_pinned,
     machine,
     model_server_command,
+    saturate_in_turns,
     started,
     write_report,
 )
@@ -273,33 +273,21 @@ def _parser() -> argparse.ArgumentParser:
 def measure_interleaved(
     ports: dict[str, int], loads: dict[str, list[Request]], plan: Plan
 ) -> list[dict[str, Any]]:
-    """Saturation runs taken in turns (one per server, `repeats` times), so that the other
-    work of a shared machine weighs on every server alike; then each one's half load."""
-    runs: dict[str, list[LoadResult]] = {name: [] for name in ports}
-    for name, port in ports.items():
-        run(
-            run_closed_loop(
-                Target(HOST, port), loads[name], connections=plan.connections, duration=plan.warmup
-            )
-        )
-    for _ in range(plan.repeats):
-        for name, port in ports.items():
-            runs[name].append(
-                run(
-                    run_closed_loop(
-                        Target(HOST, port),
-                        loads[name],
-                        connections=plan.connections,
-                        duration=plan.duration,
-                    )
-                )
-            )
+    """Saturation runs taken in turns (`saturate_in_turns`); then each one's half load."""
+    targets = {name: Target(HOST, port) for name, port in ports.items()}
+    saturations = saturate_in_turns(
+        targets,
+        loads,
+        connections=plan.connections,
+        duration=plan.duration,
+        repeats=plan.repeats,
+        warmup=plan.warmup,
+    )
     results = []
-    for name, port in ports.items():
-        saturation = Saturation(runs[name])
+    for name, saturation in saturations.items():
         half = run(
             run_open_loop(
-                Target(HOST, port), loads[name], rate=saturation.rate / 2, duration=plan.duration
+                targets[name], loads[name], rate=saturation.rate / 2, duration=plan.duration
             )
         )
         results.append({"server": name, **saturation.to_dict(), "half_load": half.to_dict()})

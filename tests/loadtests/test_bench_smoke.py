@@ -18,7 +18,7 @@ def test_quick_benchmark_of_the_ceiling(tmp_path: Path) -> None:
     # The harness pins itself to the load generator's CPU only while it runs.
     assert os.sched_getaffinity(0) == affinity
     report = orjson.loads(out.read_bytes())
-    assert report.keys() == {"machine", "settings", "results", "ratios"}
+    assert report.keys() == {"machine", "settings", "results", "ratios", "ratios_by_round"}
     assert report["settings"]["quick"] is True
     [result] = report["results"]
     assert result["server"] == "ceiling"
@@ -34,7 +34,7 @@ def test_quick_benchmark_of_the_ceiling(tmp_path: Path) -> None:
     assert {"p50", "p90", "p99", "p99.9", "max", "mean", "count"} <= half["latency_ms"].keys()
     assert half["latency_ms"]["p50"] > 0
     # One server: no ratio to report.
-    assert report["ratios"] == {}
+    assert report["ratios"] == report["ratios_by_round"] == {}
 
 
 def test_unknown_servers_are_refused(tmp_path: Path) -> None:
@@ -53,3 +53,23 @@ def test_quick_benchmark_of_the_bidder_against_the_ceiling(tmp_path: Path) -> No
     assert set(results["bidder"]["saturation_statuses"]) <= {"200", "204"}
     assert results["bidder"]["saturation_errors"] == {}
     assert report["ratios"]["bidder/ceiling"] > 0
+
+
+def test_servers_measured_in_turns_compare_round_by_round(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    arguments = ["--interleave", "--duration", "0.5", "--repeats", "2", "--requests", "200"]
+    assert bench.main([*arguments, "--servers", "ceiling,bidder", "--out", str(out)]) == 0
+    report = orjson.loads(out.read_bytes())
+    assert report["settings"]["interleave"] is True
+    for result in report["results"]:
+        assert len(result["saturation_runs_rps"]) == 2
+        assert len(result["half_load_runs_p99_ms"]) == 2
+        assert result["half_load"]["completed"] > 0
+        assert result["saturation_errors"] == {}
+    rates = {r["server"]: r["saturation_runs_rps"] for r in report["results"]}
+    rounds = report["ratios_by_round"]["bidder/ceiling"]
+    assert rounds == [
+        pytest.approx(bidder / ceiling, abs=1e-3)
+        for bidder, ceiling in zip(rates["bidder"], rates["ceiling"], strict=True)
+    ]
+    assert report["ratios"]["bidder/ceiling"] == pytest.approx(sum(rounds) / 2, abs=1e-3)
