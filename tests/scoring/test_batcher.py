@@ -137,6 +137,25 @@ async def test_cancelled_callers_are_dropped_before_the_call(model: EmbeddedScor
     assert scorer.calls == [1, 1], "the cancelled caller's five rows were not scored"
 
 
+async def test_submitted_rows_get_a_future_of_their_scores(model: EmbeddedScorer) -> None:
+    # What the bid path's direct answers use: the future itself, with a done callback.
+    scorer = GatedScorer(model)
+    subject = batcher(scorer)
+    scorer.gate.clear()
+    first = subject.submit(rows_for(0))
+    await asyncio.sleep(0)  # the first call is out; the next rows queue behind it
+    doomed = subject.submit(rows_for(1, count=5))
+    kept = subject.submit(rows_for(2))
+    empty = subject.submit(rows_for(3, count=0))
+    assert empty.done()
+    assert empty.result() == []
+    doomed.cancel()  # gives up its place, as a cancelled `score` does
+    scorer.gate.set()
+    assert await first == pytest.approx(model.predict(rows_for(0)).tolist())
+    assert await kept == pytest.approx(model.predict(rows_for(2)).tolist())
+    assert scorer.calls == [1, 1], "the cancelled future's five rows were not scored"
+
+
 async def test_a_failed_batch_fails_only_its_callers(model: EmbeddedScorer) -> None:
     scorer = GatedScorer(model)
     subject = batcher(scorer, max_batch_rows=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import gzip
 from collections.abc import Callable, Iterator
@@ -285,6 +286,42 @@ def test_an_internal_failure_is_a_no_bid_never_a_5xx(
         assert response.headers["x-openrtb-version"] == "2.6"
         assert metric(client, 'bidder_requests_total{outcome="error"}') == 1
         assert metric(client, 'bidder_no_bids_total{reason="internal_error"}') == 1
+
+
+def test_a_failure_before_the_model_is_a_no_bid_too(
+    live_server: Callable[[Settings], LiveServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = live_server(seed_settings())
+    runtime = server.app.state.runtime
+    assert runtime is not None
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug in the features")
+
+    monkeypatch.setattr(runtime.vectorizer, "rows", broken)
+    with httpx.Client(base_url=server.url) as client:
+        assert post(client, banner_request()).status_code == 204
+        assert metric(client, 'bidder_no_bids_total{reason="internal_error"}') == 1
+
+
+def test_a_model_call_cancelled_under_a_request_is_answered_with_a_no_bid(
+    live_server: Callable[[Settings], LiveServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a shutdown past its grace period cancels what is left: the request is answered.
+    server = live_server(seed_settings())
+    runtime = server.app.state.runtime
+    assert runtime is not None
+
+    def cancelled(*_: object) -> asyncio.Future[list[float]]:
+        future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        future.get_loop().call_soon(future.cancel)
+        return future
+
+    monkeypatch.setattr(runtime.scorer, "submit", cancelled)
+    with httpx.Client(base_url=server.url) as client:
+        response = post(client, banner_request())
+        assert response.status_code == 204
+        assert metric(client, 'bidder_no_bids_total{reason="model_error"}') == 1
 
 
 def test_what_start_up_built_is_frozen_out_of_the_collectors_reach(

@@ -184,10 +184,17 @@ class MicroBatcher:
     async def score(self, rows: Rows, deadline: float | None = None) -> list[float]:
         """The rows' scores, or `DeadlineExceeded` at `deadline` (in the event loop's clock,
         `loop.time()`) if they are not back by then."""
-        if len(rows) == 0:
-            return []  # nothing to wait for, nor to add to another caller's batch
+        return await self.submit(rows, deadline)
+
+    def submit(self, rows: Rows, deadline: float | None = None) -> asyncio.Future[list[float]]:
+        """`score` without the coroutine: the future of the rows' scores. Cancelling it gives
+        up the caller's place, as cancelling an awaiting `score` does."""
         loop = asyncio.get_running_loop()
-        entry = _Entry(rows, loop.create_future(), math.inf if deadline is None else deadline)
+        future: asyncio.Future[list[float]] = loop.create_future()
+        if len(rows) == 0:
+            future.set_result([])  # nothing to wait for, nor to add to another's batch
+            return future
+        entry = _Entry(rows, future, math.inf if deadline is None else deadline)
         if deadline is not None and self._predict_inline is None:
             self._deadlines.add(entry, loop)
         self._queue.append(entry)
@@ -200,7 +207,7 @@ class MicroBatcher:
             elif self._in_flight < self.max_in_flight:
                 self._flush_handle = loop.call_later(self.max_wait, self._flush)
             # At the cap, the next call to come back flushes.
-        return await entry.future
+        return future
 
     def _flush(self) -> None:
         if self._flush_handle is not None:

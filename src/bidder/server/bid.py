@@ -1,9 +1,11 @@
 """`POST /openrtb2/bid`: the hot path.
 
-`BidEndpoint.decide` turns a request's headers and body into its answer, whoever carries
-them: `BidderHttpProtocol` calls it straight from httptools' callbacks for plainly framed
-requests (`direct.py`), and the endpoint's own ASGI handler for everything else and for
-any other ASGI server.
+`BidEndpoint.begin` turns a request's body into its answer, or into a `Scoring` (its rows
+with the model) that `conclude` turns into the answer once the scores are back, whoever
+carries the request: `BidderHttpProtocol` calls them straight from httptools' callbacks for
+plainly framed requests (`direct.py`), with a callback on the scores' future and no task,
+and the endpoint's own ASGI handler (`decide`, which awaits the scores) for everything
+else and for any other ASGI server.
 
 The bid route bypasses FastAPI's routing, dependency injection and pydantic validation,
 which together cost several times the bidder's own work per request; msgspec decodes and
@@ -15,9 +17,11 @@ a 5xx, because an exchange penalises a bidder that errs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -60,6 +64,21 @@ _JSON: Final = (b"content-type", b"application/json")
 # What `BidEndpoint.decide` returns: the verdict (its status is the answer's), the answer's
 # body (empty for a 204) and the request body decompressed, which is what gets recorded.
 Decided = tuple[Verdict, bytes, bytes]
+
+
+@dataclass(slots=True)
+class Scoring:
+    """A bid request whose rows are with the model: `future` brings their scores, which
+    `BidEndpoint.conclude` turns into the answer."""
+
+    request: BidRequest
+    # The request body decompressed, which is what gets recorded.
+    body: bytes
+    future: asyncio.Future[list[float]]
+    # When the rows were ready (`time.perf_counter()`): the model's time counts from here.
+    vectorized: float
+
+
 # The versions a request names most often, negotiated once (see `_negotiate_version`).
 _KNOWN_VERSIONS: Final = {version.encode(): version.encode() for version in SUPPORTED_VERSIONS}
 
@@ -158,6 +177,19 @@ class BidEndpoint:
         body as `received`: (verdict, the answer's body, the request body decompressed).
         The caller sends the answer, with the verdict's status, then calls `finish`; it has
         counted the request in flight with `admission.started()`."""
+        step = self.begin(received, gzipped, version, arrival, started)
+        if not isinstance(step, Scoring):
+            return step
+        # `conclude` reads a failure from the future.
+        with contextlib.suppress(Exception):
+            await step.future
+        return self.conclude(step)
+
+    def begin(
+        self, received: bytes, gzipped: bool, version: bytes, arrival: float, started: float
+    ) -> Decided | Scoring:
+        """`decide` up to the model: the answer, when the request gets one without scores
+        (refused, declined, past its budget), or its rows handed to the model."""
         body = received
         try:
             if gzipped:
@@ -168,8 +200,13 @@ class BidEndpoint:
         except RequestError as exc:
             verdict, answer = self._refuse(version, exc)
             return verdict, answer, body
-        verdict, answer = await self._bid(request, arrival, started)
-        return verdict, answer, body
+        return self._score(request, body, arrival, started)
+
+    def conclude(self, scoring: Scoring) -> Decided:
+        """`decide` from the scores on: the answer to a request whose scores' future is
+        done, whatever it brought (scores, a failure, a cancellation)."""
+        verdict, answer = self._decision(scoring)
+        return verdict, answer, scoring.body
 
     def finish(
         self, arrival: float, started: float, headers: Headers, body: bytes, verdict: Verdict
@@ -261,14 +298,14 @@ class BidEndpoint:
             raise InvalidRequest("body: gzip data is truncated")
         return data
 
-    async def _bid(
-        self, request: BidRequest, arrival: float, started: float
-    ) -> tuple[Verdict, bytes]:
+    def _score(
+        self, request: BidRequest, body: bytes, arrival: float, started: float
+    ) -> Decided | Scoring:
         parsed = time.perf_counter()
         self._observe_parse(parsed - started)
         runtime = self.state.runtime
         if runtime is None:
-            return self._no_bid(request, "not_ready")
+            return (*self._no_bid(request, "not_ready"), body)
         deadline = started + self.deadlines.budget(request.tmax)
         try:
             # Lists, not an array: the batcher builds one array for the whole batch.
@@ -281,40 +318,57 @@ class BidEndpoint:
                 # A skip measures nothing: pulled toward its floor, the estimate cannot stay
                 # above every budget for good after one stall of the process.
                 model_time.observe(model_time.floor)
-                return self._no_bid(request, "deadline_skip")
-            try:
-                loop_deadline = asyncio.get_running_loop().time() + remaining
-                scores = await runtime.scorer.score(rows, loop_deadline)
-            except DeadlineExceeded:
-                # Its rows leave a batch not yet sent; a call nobody waits for is cancelled.
-                return self._no_bid(request, "deadline")
+                return (*self._no_bid(request, "deadline_skip"), body)
+            loop_deadline = asyncio.get_running_loop().time() + remaining
+            future = runtime.scorer.submit(rows, loop_deadline)
+        except Exception as exc:
+            return (*self._failed(request, exc), body)
+        return Scoring(request, body, future, vectorized)
+
+    def _decision(self, scoring: Scoring) -> tuple[Verdict, bytes]:
+        request = scoring.request
+        runtime = self.state.runtime
+        try:
+            if scoring.future.cancelled():
+                # The model call was cancelled under it (a shutdown past its grace period).
+                raise ScoringError("the model call was cancelled", reason="cancelled")
+            scores = scoring.future.result()
+            if runtime is None:  # pragma: no cover - a runtime is never taken away
+                return self._no_bid(request, "not_ready")
             scored = time.perf_counter()
-            model_time.observe(scored - vectorized)
-            self._observe_score(scored - vectorized)
+            self.model_time.observe(scored - scoring.vectorized)
+            self._observe_score(scored - scoring.vectorized)
             decisions = runtime.policy.decide(request, scores)
             response = runtime.policy.respond(request, decisions)
             self._observe_decide(time.perf_counter() - scored)
-        except ScoringError as exc:
-            self.errors.log(
-                logging.WARNING, exc.reason, "model failed to score", {"request_id": request.id}
-            )
-            reason = "circuit_open" if exc.reason == "circuit_open" else "model_error"
-            return self._no_bid(request, reason)
-        except Exception:
-            self.errors.log(
-                logging.ERROR,
-                "internal_error",
-                "bid path failed; answering no-bid",
-                {"request_id": request.id},
-                exc_info=True,
-            )
-            return self._no_bid(request, "internal_error", outcome="error")
+        except DeadlineExceeded:
+            # Its rows leave a batch not yet sent; a call nobody waits for is cancelled.
+            return self._no_bid(request, "deadline")
+        except Exception as exc:
+            return self._failed(request, exc)
         self._count_decisions(decisions)
         if response is None:
             reason = decisions[0].reason or "no_creative"
             return self._no_bid(request, reason, decisions)
         self._count_outcome("bid")
         return (200, request, None, decisions), encode_bid_response(response)
+
+    def _failed(self, request: BidRequest, error: Exception) -> tuple[Verdict, bytes]:
+        """The no-bid of a request the bidder failed on: the model's failure, or its own."""
+        if isinstance(error, ScoringError):
+            self.errors.log(
+                logging.WARNING, error.reason, "model failed to score", {"request_id": request.id}
+            )
+            reason = "circuit_open" if error.reason == "circuit_open" else "model_error"
+            return self._no_bid(request, reason)
+        self.errors.log(
+            logging.ERROR,
+            "internal_error",
+            "bid path failed; answering no-bid",
+            {"request_id": request.id},
+            exc_info=error,
+        )
+        return self._no_bid(request, "internal_error", outcome="error")
 
     def _count_decisions(self, decisions: list[ImpDecision]) -> None:
         metrics = self.metrics

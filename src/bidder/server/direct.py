@@ -4,8 +4,9 @@ Through ASGI, uvicorn spends more per request than the whole bid path does: a sc
 a response cycle with its event, a `receive` message, two `send` messages it inspects
 header by header, and the task's extra turns around them. `BidderHttpProtocol` therefore
 hands a plainly framed `POST /openrtb2/bid` (HTTP/1.1, a Content-Length, headers the bid
-endpoint accepts) straight to `BidEndpoint.decide` once httptools has parsed it, and writes
-the answer's bytes onto the transport itself. Everything else, refusals included, still
+endpoint accepts) straight to `BidEndpoint.begin` once httptools has parsed it, and writes
+the answer's bytes onto the transport itself when the scores' future is done (from a done
+callback: no task per request either). Everything else, refusals included, still
 goes through uvicorn and the ASGI handler, which answer the same way.
 
 A `DirectExchange` takes the place of uvicorn's response cycle while its request is under

@@ -34,6 +34,7 @@ runs `connection_limits.LimitedHttpProtocol`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import time
@@ -44,7 +45,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from bidder.errors import RequestError
-from bidder.server.bid import BID_PATH, BidEndpoint
+from bidder.server.bid import BID_PATH, BidEndpoint, Decided, Scoring
 from bidder.server.direct import AnswerBytes, DirectExchange
 
 _BID_PATH: Final = BID_PATH.encode()
@@ -192,10 +193,7 @@ class BidderHttpProtocol(HttpToolsProtocol):
         exchange = self._exchange
         if exchange is not None:
             self._exchange = None
-            self._bid_endpoint.admission.started()  # type: ignore[union-attr]
-            task = self.loop.create_task(self._answer(exchange))
-            task.add_done_callback(self.tasks.discard)
-            self.tasks.add(task)  # a graceful shutdown waits for it
+            self._begin_bid(exchange)
             return
         started = self._shedding_since
         if started is None:
@@ -211,17 +209,51 @@ class BidderHttpProtocol(HttpToolsProtocol):
         if not keep_alive:
             self.transport.close()
 
-    async def _answer(self, exchange: DirectExchange) -> None:
+    def _begin_bid(self, exchange: DirectExchange) -> None:
+        """The bid up to the model, here and now; its answer once the scores' future is
+        done, from a callback: no task per request, no coroutines to resume."""
         endpoint = self._bid_endpoint
         assert endpoint is not None
+        endpoint.admission.started()
         try:
-            verdict, answer, body = await endpoint.decide(
+            step = endpoint.begin(
                 b"".join(exchange.chunks),
                 exchange.gzipped,
                 exchange.version,
                 exchange.arrival,
                 exchange.started,
             )
+        except BaseException:
+            endpoint.admission.finished()
+            raise
+        if not isinstance(step, Scoring):
+            # Answered on the loop's next turn, as a score would be, not from inside the
+            # parser's callback: uvicorn's end-of-response bookkeeping (the next pipelined
+            # request, the keep-alive timer) must not run while httptools is mid-read.
+            self.loop.call_soon(self._answer, exchange, step)
+            return
+        future = step.future
+        # A graceful shutdown waits until uvicorn's task set is empty and, past its grace
+        # period, cancels what is left in it: a future takes both, and is answered either way.
+        self.tasks.add(future)  # type: ignore[arg-type]
+        future.add_done_callback(functools.partial(self._scored, exchange, step))
+
+    def _scored(self, exchange: DirectExchange, step: Scoring, future: asyncio.Future[Any]) -> None:
+        self.tasks.discard(future)
+        endpoint = self._bid_endpoint
+        assert endpoint is not None
+        try:
+            decided = endpoint.conclude(step)
+        except BaseException:
+            endpoint.admission.finished()
+            raise
+        self._answer(exchange, decided)
+
+    def _answer(self, exchange: DirectExchange, decided: Decided) -> None:
+        endpoint = self._bid_endpoint
+        assert endpoint is not None
+        try:
+            verdict, answer, body = decided
             exchange.response_started = True
             if not exchange.disconnected:
                 self.transport.write(

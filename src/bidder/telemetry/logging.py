@@ -110,7 +110,7 @@ class SampledLog:
         message: str,
         extra: dict[str, Any] | None = None,
         *,
-        exc_info: bool = False,
+        exc_info: bool | BaseException = False,
     ) -> None:
         if not self._logger.isEnabledFor(level) or not self._throttle.allow(kind):
             return
