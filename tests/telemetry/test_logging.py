@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Callable, Iterator
@@ -107,10 +108,12 @@ def test_user_identifiers_never_reach_the_logs(
         runtime = server.app.state.runtime
         assert runtime is not None
 
-        async def failing_model(*_: object) -> None:
-            raise ScoringError("endpoint timed out", reason="timeout")
+        def failing_model(*_: object) -> asyncio.Future[list[float]]:
+            future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+            future.set_exception(ScoringError("endpoint timed out", reason="timeout"))
+            return future
 
-        monkeypatch.setattr(runtime.scorer, "score", failing_model)
+        monkeypatch.setattr(runtime.scorer, "submit", failing_model)
         scored = client.post("/openrtb2/bid", json={**banner_request(id="auction-9"), **people})
         assert scored.status_code == 204
 
