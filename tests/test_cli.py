@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+
 from bidder import __version__
+from tests.conftest import free_port
 
 
 def bidder(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -43,3 +49,31 @@ def test_serve_refuses_bad_settings_before_starting() -> None:
     result = bidder("serve", "--port", "0")
     assert result.returncode == 2
     assert "BIDDER_PORT" in result.stderr
+
+
+def test_serve_listens_with_the_backlog_it_is_given() -> None:
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("ss (iproute2) reads a listening socket's backlog")
+    port = free_port()
+    env = {**os.environ, "BIDDER_LISTEN_BACKLOG": "123"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bidder", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        listening: list[str] = []
+        deadline = time.monotonic() + 60
+        while not listening and time.monotonic() < deadline:
+            shown = subprocess.run(
+                [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+            )
+            listening = shown.stdout.split()
+            time.sleep(0.1)
+        # State, Recv-Q (connections waiting), Send-Q (for a listening socket, its backlog).
+        assert listening[:3] == ["LISTEN", "0", "123"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

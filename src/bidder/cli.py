@@ -147,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         timeout_keep_alive=settings.keepalive_timeout_seconds,
+        backlog=settings.listen_backlog,
         server_header=False,
         date_header=False,
     )

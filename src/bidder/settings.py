@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     keepalive_timeout_seconds: int = Field(
         5, ge=1, le=3600, description="Idle time after which a connection is closed."
     )
+    # A burst of new connections (an exchange's pool growing while the bidder sheds) must
+    # wait in the accept queue, not overflow it: a dropped handshake is retried by the
+    # client's kernel after 1 s, then 3 s, long past any auction.
+    listen_backlog: int = Field(
+        4096,
+        ge=1,
+        le=65535,
+        description="Connections the kernel queues for accepting (capped by net.core.somaxconn).",
+    )
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of the admin endpoints; unset: they do not exist."
     )
