@@ -44,6 +44,7 @@ from loadtests.harness import (
     MODEL_SERVER,
     QUIET_BIDDER,
     SEED,
+    Saturation,
     Server,
     ServerFailed,
     bid_requests,
@@ -53,7 +54,6 @@ from loadtests.harness import (
     machine,
     merged,
     rotated,
-    saturate,
     saturate_in_turns,
     shed_so_far,
     started,
@@ -198,18 +198,25 @@ class Plan:
     warmup: float
     sweep: tuple[float, ...]
 
+    def saturate_in_turns(
+        self, targets: dict[str, Target], loads: dict[str, list[Request]]
+    ) -> dict[str, Saturation]:
+        """`harness.saturate_in_turns` with this plan's runs."""
+        return saturate_in_turns(
+            targets,
+            loads,
+            connections=self.connections,
+            duration=self.duration,
+            repeats=self.repeats,
+            warmup=self.warmup,
+        )
+
 
 def measure(name: str, port: int, requests: list[Request], plan: Plan) -> dict[str, Any]:
     target = Target(HOST, port)
     shed_before = shed_so_far(port)
-    saturation = saturate(
-        target,
-        requests,
-        connections=plan.connections,
-        duration=plan.duration,
-        repeats=plan.repeats,
-        warmup=plan.warmup,
-    )
+    # One server taking turns alone: a warm-up, then its runs back to back.
+    saturation = plan.saturate_in_turns({name: target}, {name: requests})[name]
     entry: dict[str, Any] = {
         "server": name,
         **saturation.to_dict(),
@@ -244,14 +251,7 @@ def measure_in_turns(
             ports[name] = port
         targets = {name: Target(HOST, port) for name, port in ports.items()}
         shed_before = {name: shed_so_far(port) for name, port in ports.items()}
-        saturations = saturate_in_turns(
-            targets,
-            dict.fromkeys(targets, requests),
-            connections=plan.connections,
-            duration=plan.duration,
-            repeats=plan.repeats,
-            warmup=plan.warmup,
-        )
+        saturations = plan.saturate_in_turns(targets, dict.fromkeys(targets, requests))
         half_loads: dict[str, list[LoadResult]] = {name: [] for name in targets}
         for round_ in range(plan.repeats):
             for name in rotated(list(targets), round_):

@@ -60,7 +60,6 @@ from loadtests.harness import (
     load_generator_pinned,
     machine,
     model_server_command,
-    saturate_in_turns,
     started,
     write_report,
 )
@@ -273,16 +272,9 @@ def _parser() -> argparse.ArgumentParser:
 def measure_interleaved(
     ports: dict[str, int], loads: dict[str, list[Request]], plan: Plan
 ) -> list[dict[str, Any]]:
-    """Saturation runs taken in turns (`saturate_in_turns`); then each one's half load."""
+    """Saturation runs taken in turns (`Plan.saturate_in_turns`); then each one's half load."""
     targets = {name: Target(HOST, port) for name, port in ports.items()}
-    saturations = saturate_in_turns(
-        targets,
-        loads,
-        connections=plan.connections,
-        duration=plan.duration,
-        repeats=plan.repeats,
-        warmup=plan.warmup,
-    )
+    saturations = plan.saturate_in_turns(targets, loads)
     results = []
     for name, saturation in saturations.items():
         half = run(

@@ -269,38 +269,29 @@ def test_control_plane(client: httpx.Client) -> None:
     assert 'bidder_model_info{feature_spec="ipinyou-seed@1",scorer="embedded"' in text
 
 
+@pytest.mark.parametrize(
+    ("part", "method"), [("policy", "decide"), ("vectorizer", "rows")], ids=["after", "before"]
+)
 def test_an_internal_failure_is_a_no_bid_never_a_5xx(
-    live_server: Callable[[Settings], LiveServer], monkeypatch: pytest.MonkeyPatch
+    live_server: Callable[[Settings], LiveServer],
+    monkeypatch: pytest.MonkeyPatch,
+    part: str,
+    method: str,
 ) -> None:
+    # A bug after the model (in the decision) or before it (in the features).
     server = live_server(seed_settings())
     runtime = server.app.state.runtime
     assert runtime is not None
 
     def broken(*_: object) -> None:
-        raise RuntimeError("a bug in the decision")
+        raise RuntimeError(f"a bug in {part}.{method}")
 
-    monkeypatch.setattr(runtime.policy, "decide", broken)
+    monkeypatch.setattr(getattr(runtime, part), method, broken)
     with httpx.Client(base_url=server.url) as client:
         response = post(client, banner_request())
         assert response.status_code == 204
         assert response.headers["x-openrtb-version"] == "2.6"
         assert metric(client, 'bidder_requests_total{outcome="error"}') == 1
-        assert metric(client, 'bidder_no_bids_total{reason="internal_error"}') == 1
-
-
-def test_a_failure_before_the_model_is_a_no_bid_too(
-    live_server: Callable[[Settings], LiveServer], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    server = live_server(seed_settings())
-    runtime = server.app.state.runtime
-    assert runtime is not None
-
-    def broken(*_: object) -> None:
-        raise RuntimeError("a bug in the features")
-
-    monkeypatch.setattr(runtime.vectorizer, "rows", broken)
-    with httpx.Client(base_url=server.url) as client:
-        assert post(client, banner_request()).status_code == 204
         assert metric(client, 'bidder_no_bids_total{reason="internal_error"}') == 1
 
 
