@@ -51,12 +51,12 @@ def test_serve_refuses_bad_settings_before_starting() -> None:
     assert "BIDDER_PORT" in result.stderr
 
 
-def test_serve_listens_with_the_backlog_it_is_given() -> None:
+def test_serve_listens_on_its_sockets_with_the_backlog_it_is_given() -> None:
     ss = shutil.which("ss")
     if ss is None:
         pytest.skip("ss (iproute2) reads a listening socket's backlog")
     port = free_port()
-    env = {**os.environ, "BIDDER_LISTEN_BACKLOG": "123"}
+    env = {**os.environ, "BIDDER_LISTEN_BACKLOG": "123", "BIDDER_LISTEN_SOCKETS": "3"}
     process = subprocess.Popen(
         [sys.executable, "-m", "bidder", "serve", "--port", str(port)],
         env=env,
@@ -64,16 +64,16 @@ def test_serve_listens_with_the_backlog_it_is_given() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        listening: list[str] = []
+        listening: list[list[str]] = []
         deadline = time.monotonic() + 60
         while not listening and time.monotonic() < deadline:
             shown = subprocess.run(
                 [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
             )
-            listening = shown.stdout.split()
+            listening = [line.split() for line in shown.stdout.splitlines()]
             time.sleep(0.1)
         # State, Recv-Q (connections waiting), Send-Q (for a listening socket, its backlog).
-        assert listening[:3] == ["LISTEN", "0", "123"]
+        assert [line[:3] for line in listening] == [["LISTEN", "0", "123"]] * 3
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import math
 import os
 import signal
@@ -18,6 +19,8 @@ from bidder import __version__
 from bidder.errors import BidderError, ConfigurationError
 from bidder.traffic.commands import add_commands as add_traffic_commands
 
+# The exit status of a server that could not start, as `uvicorn.run` gives it.
+STARTUP_FAILURE = 3
 # Rows are scored in chunks so that `bidder score` streams: memory stays flat on huge inputs.
 SCORE_CHUNK_ROWS = 4096
 
@@ -112,8 +115,11 @@ def _share_metrics_between_workers(directory: Path | None) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
+    from bidder.server.listening import listening_sockets
     from bidder.settings import CONFIG_FILE_VARIABLE, load_settings
+    from bidder.telemetry import configure_logging
 
     # Flags become environment variables so that every worker process sees the same settings.
     if args.config is not None:
@@ -133,7 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
             registry = multiprocess_registry(shared)
             scrapes = MetricsServer(settings.host, settings.metrics_port, registry)
     _exit_cleanly_after_shutdown()
-    uvicorn.run(
+    config = uvicorn.Config(
         "bidder.server.app:create_app_for_worker",
         factory=True,
         host=settings.host,
@@ -151,8 +157,27 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         date_header=False,
     )
-    if scrapes is not None:
-        scrapes.close()
+    # What `uvicorn.run` does, with several listening sockets instead of one.
+    sockets = listening_sockets(
+        settings.host, settings.port, settings.listen_sockets, settings.listen_backlog
+    )
+    configure_logging(settings.log_level)
+    logging.getLogger("bidder.server").info(
+        "listening", extra={"address": f"{settings.host}:{settings.port}", "sockets": len(sockets)}
+    )
+    server = uvicorn.Server(config)
+    try:
+        if settings.workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            server.run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+        if scrapes is not None:
+            scrapes.close()
+    if settings.workers == 1 and not server.started:
+        return STARTUP_FAILURE
     return 0
 
 
