@@ -46,6 +46,18 @@ async def _accept_all(sockets: list[socket.socket], expected: int) -> list[int]:
     return accepted
 
 
+def test_a_port_another_bidder_listens_on_is_refused_too() -> None:
+    # Its sockets have SO_REUSEPORT, which alone would let a second set join them.
+    port = free_port()
+    first = listening_sockets("127.0.0.1", port, 2, backlog=8)
+    try:
+        with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
+            listening_sockets("127.0.0.1", port, 2, backlog=8)
+    finally:
+        for sock in first:
+            sock.close()
+
+
 def test_a_port_another_socket_holds_is_refused_by_name() -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

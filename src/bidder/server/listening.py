@@ -22,6 +22,12 @@ def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[so
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sockets: list[socket.socket] = []
     try:
+        # `SO_REUSEPORT` would also let these sockets join another process's on the port (a
+        # second bidder started by mistake would share its traffic): a plain bind first
+        # fails on any port something already listens on.
+        with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
         for _ in range(count):
             sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sockets.append(sock)
