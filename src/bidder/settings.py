@@ -60,9 +60,6 @@ class Settings(BaseSettings):
     keepalive_timeout_seconds: int = Field(
         5, ge=1, le=3600, description="Idle time after which a connection is closed."
     )
-    # A burst of new connections (an exchange's pool growing while the bidder sheds) must
-    # wait in the accept queue, not overflow it: a dropped handshake is retried by the
-    # client's kernel after 1 s, then 3 s, long past any auction.
     # libuv accepts one connection per listening socket per turn of the event loop: under
     # overload, a turn lasts milliseconds (`bidder.server.listening`).
     listen_sockets: int = Field(
@@ -71,6 +68,9 @@ class Settings(BaseSettings):
         le=1024,
         description="Listening sockets on the port (SO_REUSEPORT), each accepting per turn.",
     )
+    # A burst of new connections (an exchange's pool growing while the bidder sheds) must
+    # wait in the accept queue, not overflow it: a dropped handshake is retried by the
+    # client's kernel after 1 s, then 3 s, long past any auction.
     listen_backlog: int = Field(
         4096,
         ge=1,
