@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import gzip
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from bidder.server.bid import Decided, Scoring
 from bidder.settings import Settings
 from tests.conftest import SEED_FEATURE_SPEC, SEED_MODEL, LiveServer
 from tests.schemas import validator
@@ -313,6 +316,34 @@ def test_a_model_call_cancelled_under_a_request_is_answered_with_a_no_bid(
         response = post(client, banner_request())
         assert response.status_code == 204
         assert metric(client, 'bidder_no_bids_total{reason="model_error"}') == 1
+
+
+def test_a_reload_while_the_scores_are_out_leaves_the_decision_to_the_old_runtime(
+    live_server: Callable[[Settings], LiveServer],
+) -> None:
+    server = live_server(seed_settings())
+    endpoint, state = server.app.bid, server.app.state
+    old = state.runtime
+    assert old is not None
+
+    class Refusing:
+        def decide(self, *_: object) -> None:
+            raise AssertionError("the new runtime's policy decided on the old one's scores")
+
+    async def reload_between_begin_and_conclude() -> Decided:
+        started = time.perf_counter()
+        step = endpoint.begin(orjson.dumps(banner_request()), False, b"2.6", time.time(), started)
+        assert isinstance(step, Scoring)
+        state.runtime = dataclasses.replace(old, policy=Refusing())  # type: ignore[arg-type]
+        try:
+            await step.future
+            return endpoint.conclude(step)
+        finally:
+            state.runtime = old
+
+    verdict, answer, _ = asyncio.run(reload_between_begin_and_conclude())
+    assert verdict[0] == 200
+    assert orjson.loads(answer)["id"] == "req-1"
 
 
 def test_what_start_up_built_is_frozen_out_of_the_collectors_reach(

@@ -51,6 +51,7 @@ from bidder.recording import Verdict
 from bidder.scoring.batcher import DeadlineExceeded
 from bidder.server.admission import AdmissionControl
 from bidder.server.deadline import DeadlinePolicy, ModelTimeEstimate
+from bidder.server.runtime import Runtime
 from bidder.server.state import AppState
 from bidder.settings import Settings
 from bidder.telemetry import Metrics, SampledLog
@@ -74,6 +75,9 @@ class Scoring:
     request: BidRequest
     # The request body decompressed, which is what gets recorded.
     body: bytes
+    # The model, spec and policy the rows were made for: a reload while the scores are out
+    # must not have another policy decide on them.
+    runtime: Runtime
     future: asyncio.Future[list[float]]
     # When the rows were ready (`time.perf_counter()`): the model's time counts from here.
     vectorized: float
@@ -323,18 +327,16 @@ class BidEndpoint:
             future = runtime.scorer.submit(rows, loop_deadline)
         except Exception as exc:
             return (*self._failed(request, exc), body)
-        return Scoring(request, body, future, vectorized)
+        return Scoring(request, body, runtime, future, vectorized)
 
     def _decision(self, scoring: Scoring) -> tuple[Verdict, bytes]:
         request = scoring.request
-        runtime = self.state.runtime
+        runtime = scoring.runtime
         try:
             if scoring.future.cancelled():
                 # The model call was cancelled under it (a shutdown past its grace period).
                 raise ScoringError("the model call was cancelled", reason="cancelled")
             scores = scoring.future.result()
-            if runtime is None:  # pragma: no cover - a runtime is never taken away
-                return self._no_bid(request, "not_ready")
             scored = time.perf_counter()
             self.model_time.observe(scored - scoring.vectorized)
             self._observe_score(scored - scoring.vectorized)
