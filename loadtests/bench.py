@@ -215,7 +215,6 @@ class Plan:
 def measure(name: str, port: int, requests: list[Request], plan: Plan) -> dict[str, Any]:
     target = Target(HOST, port)
     shed_before = shed_so_far(port)
-    # One server taking turns alone: a warm-up, then its runs back to back.
     saturation = plan.saturate_in_turns({name: target}, {name: requests})[name]
     entry: dict[str, Any] = {
         "server": name,
@@ -231,6 +230,19 @@ def measure(name: str, port: int, requests: list[Request], plan: Plan) -> dict[s
     if plan.sweep:
         entry["sweep"] = _sweep(target, requests, saturation.rate, plan)
     return entry
+
+
+def measure_alone(name: str, requests: list[Request], plan: Plan, pin: bool) -> dict[str, Any]:
+    """One server started, measured and stopped."""
+    port = free_port()
+    try:
+        with started(name, SERVERS[name], port, pin=pin):
+            result = measure(name, port, requests, plan)
+    except ServerFailed as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return {"server": name, "error": str(exc)}
+    print(f"{name:18s} {result['saturation_rps']:>10,.0f} req/s", file=sys.stderr)
+    return result
 
 
 def measure_in_turns(
@@ -252,6 +264,8 @@ def measure_in_turns(
         targets = {name: Target(HOST, port) for name, port in ports.items()}
         shed_before = {name: shed_so_far(port) for name, port in ports.items()}
         saturations = plan.saturate_in_turns(targets, dict.fromkeys(targets, requests))
+        # Answered with an overload no-bid during the saturation runs (see `measure`).
+        shed = {name: shed_so_far(port) - shed_before[name] for name, port in ports.items()}
         half_loads: dict[str, list[LoadResult]] = {name: [] for name in targets}
         for round_ in range(plan.repeats):
             for name in rotated(list(targets), round_):
@@ -264,13 +278,12 @@ def measure_in_turns(
             entry: dict[str, Any] = {
                 "server": name,
                 **saturation.to_dict(),
-                "saturation_shed": 0.0,
+                "saturation_shed": shed[name],
                 "half_load": halves[len(halves) // 2].to_dict() if halves else None,
                 "half_load_runs_p99_ms": [
                     round(half.latency.percentile(99) * 1000, 3) for half in half_loads[name]
                 ],
             }
-            entry["saturation_shed"] = shed_so_far(ports[name]) - shed_before[name]
             if plan.sweep and saturation.rate > 0:
                 entry["sweep"] = _sweep(target, requests, saturation.rate, plan)
             results[name] = entry
@@ -464,20 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         sweep=() if args.plot is None else QUICK_SWEEP_FRACTIONS if args.quick else SWEEP_FRACTIONS,
     )
     requests = bid_requests(args.requests)
-    results: list[dict[str, Any]] = []
     with load_generator_pinned() as pin:
         if args.interleave:
             results = measure_in_turns(names, requests, plan, pin)
-        for name in names if not args.interleave else []:
-            port = free_port()
-            try:
-                with started(name, SERVERS[name], port, pin=pin):
-                    results.append(measure(name, port, requests, plan))
-            except ServerFailed as exc:
-                results.append({"server": name, "error": str(exc)})
-                print(f"{name}: {exc}", file=sys.stderr)
-                continue
-            print(f"{name:18s} {results[-1]['saturation_rps']:>10,.0f} req/s", file=sys.stderr)
+        else:
+            results = [measure_alone(name, requests, plan, pin) for name in names]
     measured = [r for r in results if "error" not in r]
     by_round = ratios_by_round(measured) if args.interleave else {}
     ratio_table = ratios(measured)

@@ -215,14 +215,16 @@ def saturate(
     repeats: int,
     warmup: float,
 ) -> Saturation:
-    """A warm-up run, not reported, then `repeats` closed-loop runs."""
-    run(run_closed_loop(target, requests, connections=connections, duration=warmup))
-    return Saturation(
-        [
-            run(run_closed_loop(target, requests, connections=connections, duration=duration))
-            for _ in range(repeats)
-        ]
-    )
+    """A warm-up run, not reported, then `repeats` closed-loop runs: one server taking
+    turns alone."""
+    return saturate_in_turns(
+        {"": target},
+        {"": requests},
+        connections=connections,
+        duration=duration,
+        repeats=repeats,
+        warmup=warmup,
+    )[""]
 
 
 def saturate_in_turns(
