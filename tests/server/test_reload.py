@@ -227,8 +227,10 @@ def _wait_until_every_answer_is_new(url: str, before: str, answers_in_a_row: int
         assert time.monotonic() < deadline, "the new model did not come into service"
         try:
             answer = httpx.get(f"{url}/readyz", timeout=2)
-        except httpx.TransportError:
-            raise AssertionError("the listener must stay open during a reload") from None
+        except httpx.TransportError as error:
+            raise AssertionError(
+                f"the listener must stay open during a reload: {error!r}"
+            ) from error
         if answer.status_code == 200 and answer.json()["model_version"] != before:
             new_in_a_row += 1
         else:

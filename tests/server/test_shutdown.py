@@ -164,3 +164,43 @@ def test_a_request_not_yet_read_when_shutdown_begins_is_answered(http: Any) -> N
         assert answer.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 204 "))
         assert b"connection: close" in answer.lower()
         assert client.recv(1) == b"", "closed once answered"
+
+
+def _shut_down_connections(server: LiveServer) -> None:
+    """Calls every connection's `shutdown` on the server's loop, as uvicorn does on SIGTERM."""
+    done = threading.Event()
+
+    def shut_down() -> None:
+        for each in list(server.server.server_state.connections):
+            each.shutdown()
+        done.set()
+
+    deadline = time.monotonic() + 10
+    while not server.server.server_state.connections:
+        assert time.monotonic() < deadline, "the server did not take the connection"
+        time.sleep(0.01)
+    next(iter(server.server.server_state.connections)).loop.call_soon_threadsafe(shut_down)
+    assert done.wait(10)
+
+
+@pytest.mark.parametrize("http", [BidderHttpProtocol, LimitedHttpProtocol])
+def test_a_request_sent_just_after_shutdown_begins_is_answered(http: Any) -> None:
+    """A client that connected a moment before shutdown sends its request after the
+    connections were told to shut down: uvicorn would close the connection under it."""
+    server = LiveServer(BidderApp(Settings()), free_port(), http=http)
+    with server, socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+        _shut_down_connections(server)
+        client.sendall(_request(orjson.dumps(banner_request())))
+        answer = _read_response(client)
+        assert answer.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 204 "))
+        assert b"connection: close" in answer.lower()
+        assert client.recv(1) == b"", "closed once answered"
+
+
+@pytest.mark.parametrize("http", [BidderHttpProtocol, LimitedHttpProtocol])
+def test_an_idle_connection_is_closed_shortly_after_shutdown_begins(http: Any) -> None:
+    server = LiveServer(BidderApp(Settings()), free_port(), http=http)
+    with server, socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+        _shut_down_connections(server)
+        assert client.recv(1) == b"", "closed without a request"
+        assert not server.server.server_state.connections

@@ -23,9 +23,10 @@ Everything else (other paths, admitted bids, pipelined requests, upgrades,
 
 It also makes uvicorn's graceful shutdown lose nothing: uvicorn closes every connection
 without a response under way at once, and with it any request the event loop has not read
-yet, which a busy server has plenty of. Here a connection with unread bytes, or a request
-half parsed, stays open: its request is answered, with `connection: close`, and only then
-is it closed.
+yet, which a busy server has plenty of, and any request a client is sending that moment.
+Here a connection with unread bytes, or a request half parsed, stays open: its request is
+answered, with `connection: close`, and only then is it closed; an idle one is closed after
+`IDLE_CLOSE_GRACE`, unless a request arrives first, which is answered the same way.
 
 Selected with `uvicorn.run(..., http=BidderHttpProtocol)` or a subclass (`bidder serve`
 runs `connection_limits.LimitedHttpProtocol`).
@@ -53,6 +54,12 @@ _BID_REQUEST_LINE: Final = b"POST " + _BID_PATH + b" HTTP/1.1\r\n"
 _END_OF_HEADERS: Final = b"\r\n\r\n"
 _CONTENT_LENGTH: Final = b"\r\ncontent-length:"
 _CONNECTION: Final = b"\r\nconnection:"
+# How long an idle connection stays open once shutdown begins. A client that has just
+# connected, or is reusing a kept-alive connection, may have its request on the way: closed
+# at once, as uvicorn does, it would see the connection drop with no answer (another worker,
+# or the next server, would have taken it). A request arriving within the grace is answered,
+# with `connection: close`.
+IDLE_CLOSE_GRACE: Final = 0.5
 # Framing the fast path leaves to httptools and uvicorn.
 _UNUSUAL_HEADERS: Final = (b"\r\ntransfer-encoding:", b"\r\nexpect:", b"\r\nupgrade:")
 
@@ -163,19 +170,27 @@ class BidderHttpProtocol(HttpToolsProtocol):
         return True
 
     def shutdown(self) -> None:
-        """uvicorn's graceful shutdown, except that a request already sent is answered."""
+        """uvicorn's graceful shutdown, except that a request already sent is answered, and
+        an idle connection is given `IDLE_CLOSE_GRACE` for a request already on its way."""
         self._shutting_down = True
-        idle = self.cycle is None or self.cycle.response_complete
-        if idle and (self._in_request or _has_unread_bytes(self.transport)):
-            return  # closed after answering it: keep-alive is off from now on
-        super().shutdown()
+        if not self._idle():
+            super().shutdown()  # answered, then closed
+        elif not (self._in_request or _has_unread_bytes(self.transport)):
+            self.loop.call_later(IDLE_CLOSE_GRACE, self._close_if_idle)
+        # Otherwise closed after answering: keep-alive is off from now on.
+
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _close_if_idle(self) -> None:
+        if self._idle() and not self._in_request and not self.transport.is_closing():
+            self.transport.close()
 
     def _can_answer_now(self) -> bool:
         """Only when no earlier response is owed on this connection (HTTP answers in order)
         and the client is not waiting for a 100 Continue before it sends the body."""
-        cycle = self.cycle
         return (
-            (cycle is None or cycle.response_complete)
+            self._idle()
             and not self.pipeline
             and not self.expect_100_continue
             and not self.parser.should_upgrade()
