@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 from prometheus_client import CollectorRegistry
 
-from bidder.recording.files import FileNamer, start_time
+from bidder.recording.files import FileNamer, cut_to_complete_members, start_time
 from bidder.recording.record import EntryMaker, RecordEncoder
 from bidder.recording.writer import CaptureQueue, FileRotation, RecordWriter
 from bidder.telemetry import Metrics
@@ -143,6 +143,45 @@ def test_a_killed_recorder_leaves_a_readable_prefix_which_the_next_one_closes(
     (adopted,) = closed_files(tmp_path)
     assert adopted.name == partial.name.removesuffix(".partial")
     assert writer.closed_files() == [adopted]
+    # Cut after its last complete member: a strict reader takes it whole.
+    lines = gzip.decompress(adopted.read_bytes()).splitlines()
+    kept = [orjson.loads(line)["id"] for line in lines]
+    assert kept[:100] == sent_ids(100)
+    assert kept == ids[: len(kept)]
+
+
+def _members(*texts: bytes) -> bytes:
+    return b"".join(gzip.compress(text) for text in texts)
+
+
+def test_a_file_is_cut_after_its_last_complete_member(tmp_path: Path) -> None:
+    whole = _members(b'{"id":"1"}\n', b'{"id":"2"}\n')
+    cut_short = gzip.compress(b'{"id":"3"}\n' * 1000)
+    path = tmp_path / "recording.jsonl.gz.partial"
+    for tail in (cut_short[: len(cut_short) // 2], cut_short[:5], b"\x00" * 40):
+        path.write_bytes(whole + tail)
+        assert cut_to_complete_members(path) == len(whole)
+        assert path.read_bytes() == whole
+    path.write_bytes(whole)
+    assert cut_to_complete_members(path) == len(whole), "a whole file is left as it is"
+
+
+def test_a_dead_processs_file_without_a_complete_member_is_removed(tmp_path: Path) -> None:
+    dead = FileNamer()
+    dead.pid = _a_dead_pid()
+    name = dead.next(tmp_path, 1764547200.0).name
+    partial = tmp_path / (name + ".partial")
+    partial.write_bytes(gzip.compress(b'{"id":"1"}\n' * 1000)[:30])
+    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
+    writer.start()
+    assert writer.stop(timeout=30)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _a_dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid
 
 
 def test_a_live_processs_files_are_left_to_it(tmp_path: Path) -> None:

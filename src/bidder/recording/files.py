@@ -33,6 +33,9 @@ _NAME: Final = re.compile(
 # space; its output is ordinary gzip.
 _GZIP_LEVEL: Final = 1
 _GZIP_WBITS: Final = 16 + isal_zlib.MAX_WBITS
+# Read at a time when cutting a dead process's file: at most about a thousand times as much
+# decompressed output is held at once (deflate's best ratio).
+_CUT_READ_BYTES: Final = 64 * 1024
 
 
 class FileNamer:
@@ -122,3 +125,30 @@ class RecordingFile:
         (what was flushed is readable), never raise."""
         with contextlib.suppress(OSError):
             self._file.close()
+
+
+def cut_to_complete_members(path: Path) -> int:
+    """Cuts `path`, a file of gzip members left by a process that stopped while writing
+    one, after its last complete member, so that what is kept is a gzip file any reader
+    takes whole; returns the bytes kept. A member that does not decompress (damage rather
+    than a cut) ends what is kept too."""
+    kept = 0  # offset just past the last complete member
+    offset = 0  # offset just past what has been read
+    decompressor = isal_zlib.decompressobj(wbits=_GZIP_WBITS)
+    with path.open("r+b") as file:
+        while chunk := file.read(_CUT_READ_BYTES):
+            offset += len(chunk)
+            while chunk:
+                try:
+                    decompressor.decompress(chunk)
+                except isal_zlib.error:
+                    file.truncate(kept)
+                    return kept
+                if not decompressor.eof:
+                    break
+                # A member ended; the next one may begin in the same chunk.
+                chunk = decompressor.unused_data
+                kept = offset - len(chunk)
+                decompressor = isal_zlib.decompressobj(wbits=_GZIP_WBITS)
+        file.truncate(kept)
+    return kept

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bidder.recording.files import CLOSED_SUFFIX, PARTIAL_SUFFIX, FileNamer, RecordingFile
+from bidder.recording.files import (
+    CLOSED_SUFFIX,
+    PARTIAL_SUFFIX,
+    FileNamer,
+    RecordingFile,
+    cut_to_complete_members,
+)
 from bidder.recording.record import Capture, Entry, EntryMaker, RecordEncoder
 from bidder.telemetry import Metrics, Throttle
 
@@ -113,20 +119,25 @@ class RecordWriter:
         self._dropped_reported = 0
 
     def start(self) -> None:
-        """Creates the directory, closes what dead processes left open in it (their files
-        end where they stopped flushing), and starts the thread."""
+        """Creates the directory, closes what dead processes left open in it, and starts
+        the thread. Such a file is cut after its last complete gzip member (the one being
+        written when the process stopped is cut short, and a reader would fail on it), or
+        removed when it holds none."""
         self.directory.mkdir(parents=True, exist_ok=True)
         for partial in sorted(self.directory.glob(f"*{PARTIAL_SUFFIX}")):
             if not self.namer.owns(partial):
                 continue
             closed = partial.with_name(partial.name.removesuffix(".partial"))
             try:
-                partial.replace(closed)
+                if cut_to_complete_members(partial):
+                    partial.replace(closed)
+                    message = "closed a recording left by a stopped process"
+                else:
+                    partial.unlink()
+                    message = "removed an empty recording left by a stopped process"
             except FileNotFoundError:
                 continue  # another worker starting at the same time closed it
-            logger.warning(
-                "closed a recording left by a stopped process", extra={"file": closed.name}
-            )
+            logger.warning(message, extra={"file": closed.name})
         self._thread.start()
 
     def stop(self, timeout: float) -> bool:
