@@ -18,6 +18,7 @@ import datetime
 import os
 import re
 import secrets
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -134,14 +135,14 @@ def cut_to_complete_members(path: Path) -> int:
     than a cut) ends what is kept too."""
     kept = 0  # offset just past the last complete member
     offset = 0  # offset just past what has been read
-    decompressor = isal_zlib.decompressobj(wbits=_GZIP_WBITS)
+    decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
     with path.open("r+b") as file:
         while chunk := file.read(_CUT_READ_BYTES):
             offset += len(chunk)
             while chunk:
                 try:
                     decompressor.decompress(chunk)
-                except isal_zlib.error:
+                except zlib.error:
                     file.truncate(kept)
                     return kept
                 if not decompressor.eof:
@@ -149,6 +150,6 @@ def cut_to_complete_members(path: Path) -> int:
                 # A member ended; the next one may begin in the same chunk.
                 chunk = decompressor.unused_data
                 kept = offset - len(chunk)
-                decompressor = isal_zlib.decompressobj(wbits=_GZIP_WBITS)
+                decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
         file.truncate(kept)
     return kept
