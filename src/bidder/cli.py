@@ -113,6 +113,17 @@ def _share_metrics_between_workers(directory: Path | None) -> str:
     return str(directory)
 
 
+def _model_choice_file() -> Path:
+    """Where the workers find the model an admin reload chose (see `server/reload.py`): this
+    server's own, so a new `bidder serve` starts on the configured model."""
+    from bidder.server.reload import MODEL_CHOICE_FILE_VARIABLE
+
+    path = Path(tempfile.gettempdir()) / f"bidder-model-choice-{os.getpid()}.json"
+    path.unlink(missing_ok=True)
+    os.environ[MODEL_CHOICE_FILE_VARIABLE] = str(path)
+    return path
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -130,7 +141,9 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[f"BIDDER_{name.upper()}"] = str(value)
     settings = load_settings()
     scrapes = None
+    model_choice = None
     if settings.workers > 1:
+        model_choice = _model_choice_file()
         shared = _share_metrics_between_workers(settings.metrics_dir)
         if settings.metrics_port is not None:
             from bidder.telemetry.scrape import MetricsServer, multiprocess_registry
@@ -176,6 +189,8 @@ def _serve(args: argparse.Namespace) -> int:
             sock.close()
         if scrapes is not None:
             scrapes.close()
+        if model_choice is not None:
+            model_choice.unlink(missing_ok=True)
     if settings.workers == 1 and not server.started:
         return STARTUP_FAILURE
     return 0

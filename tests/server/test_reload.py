@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -218,6 +219,43 @@ def test_sighup_or_the_admin_endpoint_reload_the_configured_path(
     assert process.returncode == 0, output
     if workers == 1:
         assert '"message":"model reloaded"' in output
+
+
+def test_with_several_workers_a_model_named_in_the_request_replaces_every_workers(
+    tmp_path: Path,
+) -> None:
+    """The worker that takes the request loads the named model first (a bad one is refused
+    there, and nothing restarts); then every worker is replaced and starts on it."""
+    port = free_port()
+    env = {**os.environ, "BIDDER_ADMIN_TOKEN": TOKEN}
+    env.pop("BIDDER_MODEL_PATH", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bidder", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        before = _wait_until_ready(url)
+        missing = httpx.post(
+            f"{url}/admin/reload", json={"model_path": str(tmp_path / "none")}, headers=AUTH
+        )
+        assert missing.status_code == 422, missing.text
+        assert "none" in missing.json()["error"]
+        seed = seed_model_dir(tmp_path / "seed")
+        chosen = httpx.post(
+            f"{url}/admin/reload", json={"model_path": str(seed)}, headers=AUTH, timeout=60
+        )
+        assert chosen.status_code == 202, chosen.text
+        _wait_until_every_answer_is_new(url, before, answers_in_a_row=20)
+        assert process.poll() is None, "a reload must not stop the server"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, output
+    assert not list(Path(tempfile.gettempdir()).glob(f"bidder-model-choice-{process.pid}*"))
 
 
 def _wait_until_every_answer_is_new(url: str, before: str, answers_in_a_row: int) -> None:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from bidder.asgi import Receive, Scope, Send
 from bidder.server.bid import BID_PATH, BidEndpoint
 from bidder.server.control import create_control_app
+from bidder.server.reload import with_chosen_model
 from bidder.server.state import AppState
 from bidder.settings import Settings, load_settings
 from bidder.telemetry import Metrics, configure_logging
@@ -40,4 +41,4 @@ def create_app_for_worker() -> BidderApp:
     """uvicorn's factory in each worker process: settings from the environment, JSON logs."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    return BidderApp(settings)
+    return BidderApp(with_chosen_model(settings))

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from bidder import __version__
 from bidder.errors import ReloadRefused, ScoringError
 from bidder.recording import create_recorder
-from bidder.server.reload import ModelChoice, ModelReloader
+from bidder.server.reload import ModelChoice, ModelReloader, remember_model_choice
 from bidder.server.runtime import Runtime
 from bidder.server.state import AppState
 from bidder.settings import Settings
@@ -231,7 +231,7 @@ def _add_admin_routes(
     )
     async def reload_model(choice: ModelChoice | None = None) -> JSONResponse:
         if several_workers:
-            return _restart_workers(choice)
+            return await _restart_workers(reloader, choice)
         try:
             runtime = await reloader.reload(choice)
         except ReloadRefused as exc:
@@ -245,16 +245,15 @@ def _add_admin_routes(
         )
 
 
-def _restart_workers(choice: ModelChoice | None) -> JSONResponse:
+async def _restart_workers(reloader: ModelReloader, choice: ModelChoice | None) -> JSONResponse:
     """Several workers: this one cannot switch the others' models, so uvicorn's supervisor
-    replaces every worker, one at a time, each loading the configured model before serving."""
+    replaces every worker, one at a time, each loading its model before serving. A model
+    named here is loaded and warmed up by this worker first: refused, nothing restarts."""
     if choice is not None and choice.given:
-        return JSONResponse(
-            {
-                "error": "with several workers only the configured model can be reloaded: "
-                "replace it at its path (or upload a new S3 version) and reload without a body"
-            },
-            status_code=ReloadRefused.status_code,
-        )
+        try:
+            await reloader.reload(choice)
+        except ReloadRefused as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
+        remember_model_choice(reloader.settings)
     os.kill(os.getppid(), signal.SIGHUP)
     return JSONResponse({"status": "restarting workers"}, status_code=202)

@@ -11,14 +11,19 @@ Reloads are triggered by SIGHUP (re-reading the configured model path, e.g. afte
 replaced the files, or a new version of the S3 object was uploaded) and by
 `POST /admin/reload` (optionally naming another path, S3 object or version). With several
 workers, each is its own process: the admin endpoint asks uvicorn's supervisor to replace
-the workers one at a time (its SIGHUP), each loading the configured model before it serves.
+the workers one at a time (its SIGHUP), each loading its model before it serves. A model
+named in the request is first loaded and warmed up by the worker that took it (so a model
+that would be refused is refused there, with the reason), then written to the file named by
+`MODEL_CHOICE_FILE_VARIABLE`, which every worker started afterwards reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -32,6 +37,9 @@ logger = logging.getLogger("bidder.reload")
 
 # Beyond the longest budget a request can have, so that nothing still holds a retired model.
 RETIRE_AFTER_BUDGET_SECONDS = 1.0
+# Set by `bidder serve` for its workers when there are several: the file that holds the
+# model an admin reload chose for them (absent: the configured one).
+MODEL_CHOICE_FILE_VARIABLE: Final = "BIDDER_SERVE_MODEL_CHOICE_FILE"
 
 
 class ModelChoice(BaseModel):
@@ -70,6 +78,31 @@ class ModelChoice(BaseModel):
         return settings.model_copy(
             update={"model_s3_uri": uri, "model_s3_version_id": self.model_s3_version_id}
         )
+
+
+def with_chosen_model(settings: Settings) -> Settings:
+    """`settings` with the model an admin reload chose for this server's workers, if any."""
+    path = os.environ.get(MODEL_CHOICE_FILE_VARIABLE)
+    if not path:
+        return settings
+    try:
+        chosen = Path(path).read_bytes()
+    except FileNotFoundError:
+        return settings
+    return ModelChoice.model_validate_json(chosen).applied_to(settings)
+
+
+def remember_model_choice(settings: Settings) -> None:
+    """Writes the model of `settings` where the workers started from now on read it."""
+    path = Path(os.environ[MODEL_CHOICE_FILE_VARIABLE])
+    choice = ModelChoice(
+        model_path=settings.model_path if settings.model_s3_uri is None else None,
+        model_s3_uri=settings.model_s3_uri,
+        model_s3_version_id=settings.model_s3_version_id,
+    )
+    written = path.with_name(f"{path.name}.{os.getpid()}")
+    written.write_text(choice.model_dump_json(exclude_none=True))
+    written.replace(path)  # a worker starting meanwhile reads the old choice or the new
 
 
 class ModelReloader:
