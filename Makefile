@@ -14,7 +14,9 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 
 .PHONY: install dev run test lint format typecheck bench bench-mlserver train-default-model clean promtool lock
 
-$(RUNTIME_STAMP): pyproject.toml
+# setup.py builds the one C module (optional: skipped without a compiler); its source is a
+# prerequisite so that an edit rebuilds it.
+$(RUNTIME_STAMP): pyproject.toml setup.py src/bidder/recording/_identifiers.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .

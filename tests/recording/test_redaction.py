@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+import shutil
+from pathlib import Path
+from typing import Any, Literal
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bidder.recording.redaction import IDENTIFIER_PATHS, Redactor
+from bidder.recording.redaction import (
+    IDENTIFIER_PATHS,
+    Redactor,
+    _identifier_edits,
+    _scanner_tree,
+)
+from bidder.traffic.synthetic import generate_bid_requests
 
 KEY = b"0123456789abcdef-test-key"
+
+
+@pytest.fixture(params=[False, True], ids=["decoding", "scanning"])
+def valid(request: pytest.FixtureRequest) -> bool:
+    """Whether the body is passed as known to be JSON: the compiled scanner edits it (where
+    it is built) instead of the levels on the way being decoded and encoded again."""
+    flag: bool = request.param
+    return flag
 
 
 def identified_request() -> dict[str, Any]:
@@ -45,9 +63,9 @@ def mac(text: str) -> str:
     return hmac.new(KEY, text.encode(), hashlib.sha256).hexdigest()
 
 
-def test_drop_removes_every_identifier_and_keeps_the_rest() -> None:
+def test_drop_removes_every_identifier_and_keeps_the_rest(valid: bool) -> None:
     body = orjson.dumps(identified_request())
-    redacted = Redactor("drop").redact(body)
+    redacted = Redactor("drop").redact(body, valid=valid)
     assert redacted is not None
     document = orjson.loads(redacted)
     assert document["device"] == {
@@ -67,8 +85,8 @@ def test_drop_removes_every_identifier_and_keeps_the_rest() -> None:
         assert document[key] == original[key]
 
 
-def test_hash_replaces_each_identifier_with_its_keyed_hmac() -> None:
-    redacted = Redactor("hash", KEY).redact(orjson.dumps(identified_request()))
+def test_hash_replaces_each_identifier_with_its_keyed_hmac(valid: bool) -> None:
+    redacted = Redactor("hash", KEY).redact(orjson.dumps(identified_request()), valid=valid)
     assert redacted is not None
     document = orjson.loads(redacted)
     device, user = document["device"], document["user"]
@@ -83,15 +101,17 @@ def test_hash_replaces_each_identifier_with_its_keyed_hmac() -> None:
     assert user["ext"]["eids"][0]["uids"][0]["id"] == mac("e3")
     assert user["ext"]["prebid"]["buyeruids"] == {"appnexus": mac("b1"), "rubicon": mac("b2")}
     # The same identifier hashes the same in every request, so recordings can be joined.
-    again = orjson.loads(Redactor("hash", KEY).redact(orjson.dumps(identified_request())) or b"")
+    again = orjson.loads(
+        Redactor("hash", KEY).redact(orjson.dumps(identified_request()), valid=valid) or b""
+    )
     assert again == document
 
 
-def test_a_value_that_cannot_be_hashed_is_dropped_and_null_stays() -> None:
+def test_a_value_that_cannot_be_hashed_is_dropped_and_null_stays(valid: bool) -> None:
     body = orjson.dumps(
         {"device": {"ip": {"nested": "1.2.3.4"}, "ifa": None}, "user": {"id": True}}
     )
-    document = orjson.loads(Redactor("hash", KEY).redact(body) or b"")
+    document = orjson.loads(Redactor("hash", KEY).redact(body, valid=valid) or b"")
     assert document == {"device": {"ifa": None}, "user": {}}
 
 
@@ -103,8 +123,10 @@ def test_a_value_that_cannot_be_hashed_is_dropped_and_null_stays() -> None:
         {"user": {"ext": {"prebid": {"buyeruids": ["listed", {"x": 1}]}}}},
     ],
 )
-def test_unexpected_shapes_are_handled_without_failing(document: dict[str, Any]) -> None:
-    redacted = Redactor("drop").redact(orjson.dumps(document))
+def test_unexpected_shapes_are_handled_without_failing(
+    document: dict[str, Any], valid: bool
+) -> None:
+    redacted = Redactor("drop").redact(orjson.dumps(document), valid=valid)
     assert redacted is not None
     assert b"listed" not in redacted
 
@@ -116,18 +138,22 @@ def test_the_body_must_be_a_json_object() -> None:
     assert redactor.redact(b'{"device": {"ip": "1.2.3.4"}') is None
 
 
-def test_formatting_outside_the_redacted_objects_is_kept_and_lines_are_joined() -> None:
+def test_formatting_outside_the_redacted_objects_is_kept_and_lines_are_joined(valid: bool) -> None:
     body = (
         b'{"id":\n"r1",  "site": {"page":"https://news.example/a b"},\n"device":{"ip":"1.2.3.4"}}'
     )
-    redacted = Redactor("drop").redact(body)
-    assert redacted == b'{"id":"r1","site":{"page":"https://news.example/a b"},"device":{}}'
+    redacted = Redactor("drop").redact(body, valid=valid)
+    if valid:  # edited in place: only the identifier goes
+        expected = b'{"id": "r1",  "site": {"page":"https://news.example/a b"}, "device":{}}'
+    else:  # the top level encoded again
+        expected = b'{"id":"r1","site":{"page":"https://news.example/a b"},"device":{}}'
+    assert redacted == expected
 
 
-def test_line_breaks_inside_a_redacted_object_are_joined_too() -> None:
+def test_line_breaks_inside_a_redacted_object_are_joined_too(valid: bool) -> None:
     body = b'{"user": {"id": "u1", "ext": {"consent":\n"kept"}},\r\n"device": {"geo": [1,\n2]}}'
     for redactor in (Redactor("drop"), Redactor("hash", KEY)):
-        redacted = redactor.redact(body)
+        redacted = redactor.redact(body, valid=valid)
         assert redacted is not None
         assert b"\n" not in redacted
         assert b"\r" not in redacted
@@ -143,8 +169,8 @@ def test_line_breaks_inside_a_redacted_object_are_joined_too() -> None:
         b'{"device": {"ip": "203.0.113.7"}, "user": {}, "device": {"ip": "198.51.100.1"}}',
     ],
 )
-def test_escaped_keys_and_duplicate_members_hide_no_identifier(body: bytes) -> None:
-    redacted = Redactor("drop").redact(body)
+def test_escaped_keys_and_duplicate_members_hide_no_identifier(body: bytes, valid: bool) -> None:
+    redacted = Redactor("drop").redact(body, valid=valid)
     assert redacted is not None
     document = orjson.loads(redacted)
     assert document["device"] == ({"os": "ios"} if b"os" in body else {})
@@ -158,3 +184,136 @@ def test_hash_mode_needs_a_key_and_paths_must_not_nest() -> None:
         Redactor("hash")
     with pytest.raises(ValueError, match="both an identifier and the way"):
         Redactor("drop", paths=[*IDENTIFIER_PATHS, ("user", "id", "inner")])
+
+
+# JSON values as a request's members could hold them, identifiers' places included.
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["id", "ip", "uids", "eids", "x", "é"]), inner, max_size=3
+        )
+    ),
+    max_leaves=12,
+)
+_UIDS = st.lists(st.dictionaries(st.sampled_from(["id", "atype"]), _VALUES, max_size=2), max_size=3)
+_EIDS = st.lists(
+    st.fixed_dictionaries({}, optional={"source": st.text(max_size=5), "uids": _UIDS | _VALUES}),
+    max_size=3,
+)
+_USER = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _VALUES,
+        "buyeruid": _VALUES,
+        "eids": _EIDS | _VALUES,
+        "keywords": _VALUES,
+        "ext": st.fixed_dictionaries(
+            {},
+            optional={
+                "eids": _EIDS,
+                "prebid": st.fixed_dictionaries(
+                    {}, optional={"buyeruids": st.dictionaries(st.text(max_size=5), _VALUES)}
+                ),
+            },
+        )
+        | _VALUES,
+    },
+)
+_DEVICE_MEMBERS = ("ip", "ipv6", "ifa", "didmd5", "macsha1", "ua", "os", "geo", "ext")
+_DEVICE = st.fixed_dictionaries({}, optional=dict.fromkeys(_DEVICE_MEMBERS, _VALUES))
+_REQUESTS = st.fixed_dictionaries(
+    {"id": st.text(max_size=8)},
+    optional={"device": _DEVICE | _VALUES, "user": _USER | _VALUES, "imp": _VALUES, "ext": _VALUES},
+)
+
+
+def _formatted(document: Any, indent: bool) -> bytes:
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2 if indent else 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=_REQUESTS, indent=st.booleans(), mode=st.sampled_from(["drop", "hash"]))
+def test_scanning_and_decoding_give_the_same_json(
+    document: dict[str, Any], indent: bool, mode: Literal["drop", "hash"]
+) -> None:
+    body = _formatted(document, indent)
+    redactor = Redactor(mode, KEY)
+    scanned = redactor.redact(body, valid=True)
+    decoded = redactor.redact(body)
+    assert scanned is not None
+    assert decoded is not None
+    assert b"\n" not in scanned
+    assert orjson.loads(scanned) == orjson.loads(decoded)
+
+
+def test_scanning_and_decoding_agree_on_the_corpus_and_the_synthetic_traffic(
+    corpus: Path,
+) -> None:
+    bodies = [orjson.dumps(request) for request in generate_bid_requests(300, seed=7)]
+    bodies += [path.read_bytes() for path in sorted(corpus.rglob("*.json"))]
+    compared = 0
+    for body in bodies:
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError:
+            continue
+        for redactor in (Redactor("drop"), Redactor("hash", KEY)):
+            scanned = redactor.redact(body, valid=True)
+            decoded = redactor.redact(body)
+            if decoded is None:
+                assert scanned is None
+                continue
+            assert scanned is not None
+            assert orjson.loads(scanned) == orjson.loads(decoded)
+            compared += 1
+    assert compared > 300
+
+
+def test_a_body_nested_beyond_the_scanners_depth_is_redacted_by_decoding() -> None:
+    deep = b'{"ext":' + b"[" * 100 + b"]" * 100 + b',"device":{"ip":"203.0.113.7"}}'
+    assert Redactor("drop").redact(deep, valid=True) == (
+        b'{"ext":' + b"[" * 100 + b"]" * 100 + b',"device":{}}'
+    )
+
+
+_SCANNER = pytest.mark.skipif(_identifier_edits is None, reason="the C scanner is not built")
+
+
+@_SCANNER
+@settings(max_examples=500, deadline=None)
+@given(data=st.data())
+def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
+    """Whatever it is given, the scanner answers None or edits inside the body, in order."""
+    body = orjson.dumps(data.draw(_REQUESTS))
+    cut = data.draw(st.integers(0, len(body)))
+    noise = data.draw(st.binary(max_size=8))
+    at = data.draw(st.integers(0, cut))
+    mutated = body[:at] + noise + body[at:cut]
+    tree = _scanner_tree(Redactor("drop")._paths)
+    assert tree is not None
+    assert _identifier_edits is not None
+    for hashing in (False, True):
+        edits = _identifier_edits(mutated, tree, hashing)
+        if edits is None:
+            continue
+        end = 0
+        for start, stop, kind in edits:
+            assert end <= start <= stop <= len(mutated)
+            assert kind in (0, 1, 2, 3)
+            end = stop
+
+
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here"
+)
+def test_the_scanner_is_built_where_a_compiler_is() -> None:
+    assert _identifier_edits is not None, "setup.py builds it: pip install -e . (make dev)"

@@ -189,7 +189,7 @@ class RecordEncoder:
         if not body or not _is_utf8(body):
             return None
         if self.redactor is not None:
-            return self.redactor.redact(body)
+            return self.redactor.redact(body, valid=decoded)
         if not decoded:
             try:
                 msgspec.json.decode(body)
