@@ -5,6 +5,7 @@ trigger it, the endpoint only with its bearer token."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -13,7 +14,8 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -185,6 +187,37 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in directory.iterdir() if path.is_file()}
 
 
+@dataclass
+class _Served:
+    url: str
+    process: subprocess.Popen[str]
+    output: str = ""
+
+
+@contextlib.contextmanager
+def _bidder_serve(workers: int, **variables: str) -> Iterator[_Served]:
+    """`bidder serve` with the admin token and `variables` (BIDDER_MODEL_PATH only if given
+    there), stopped with SIGTERM on leaving, after which it must have exited 0."""
+    port = free_port()
+    env = {**os.environ, "BIDDER_ADMIN_TOKEN": TOKEN}
+    env.pop("BIDDER_MODEL_PATH", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bidder", "serve", "--port", str(port), "--workers", str(workers)],
+        env={**env, **variables},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = _Served(f"http://127.0.0.1:{port}", process)
+    try:
+        yield served
+        assert process.poll() is None, "a reload must not stop the server"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        served.output = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, served.output
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sighup_or_the_admin_endpoint_reload_the_configured_path(
     tmp_path: Path, workers: int
@@ -193,32 +226,18 @@ def test_sighup_or_the_admin_endpoint_reload_the_configured_path(
     uvicorn's supervisor replace them (its SIGHUP), one at a time."""
     model = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL, model)
-    port = free_port()
-    env = {**os.environ, "BIDDER_MODEL_PATH": str(model), "BIDDER_ADMIN_TOKEN": TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bidder", "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        before = _wait_until_ready(url)
+    with _bidder_serve(workers, BIDDER_MODEL_PATH=str(model)) as served:
+        before = _wait_until_ready(served.url)
         shutil.rmtree(model)
         seed_model_dir(model)
         if workers == 1:
-            process.send_signal(signal.SIGHUP)
+            served.process.send_signal(signal.SIGHUP)
         else:
-            assert httpx.post(f"{url}/admin/reload", headers=AUTH).status_code == 202
-        _wait_until_every_answer_is_new(url, before, answers_in_a_row=10 * workers)
-        assert process.poll() is None, "a reload must not stop the server"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=60)[0]
-    assert process.returncode == 0, output
+            reload = httpx.post(f"{served.url}/admin/reload", headers=AUTH)
+            assert reload.status_code == 202
+        _wait_until_every_answer_is_new(served.url, before, answers_in_a_row=10 * workers)
     if workers == 1:
-        assert '"message":"model reloaded"' in output
+        assert '"message":"model reloaded"' in served.output
 
 
 def test_with_several_workers_a_model_named_in_the_request_replaces_every_workers(
@@ -226,36 +245,21 @@ def test_with_several_workers_a_model_named_in_the_request_replaces_every_worker
 ) -> None:
     """The worker that takes the request loads the named model first (a bad one is refused
     there, and nothing restarts); then every worker is replaced and starts on it."""
-    port = free_port()
-    env = {**os.environ, "BIDDER_ADMIN_TOKEN": TOKEN}
-    env.pop("BIDDER_MODEL_PATH", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bidder", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        before = _wait_until_ready(url)
+    with _bidder_serve(2) as served:
+        before = _wait_until_ready(served.url)
         missing = httpx.post(
-            f"{url}/admin/reload", json={"model_path": str(tmp_path / "none")}, headers=AUTH
+            f"{served.url}/admin/reload", json={"model_path": str(tmp_path / "none")}, headers=AUTH
         )
         assert missing.status_code == 422, missing.text
         assert "none" in missing.json()["error"]
         seed = seed_model_dir(tmp_path / "seed")
         chosen = httpx.post(
-            f"{url}/admin/reload", json={"model_path": str(seed)}, headers=AUTH, timeout=60
+            f"{served.url}/admin/reload", json={"model_path": str(seed)}, headers=AUTH, timeout=60
         )
         assert chosen.status_code == 202, chosen.text
-        _wait_until_every_answer_is_new(url, before, answers_in_a_row=20)
-        assert process.poll() is None, "a reload must not stop the server"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=60)[0]
-    assert process.returncode == 0, output
-    assert not list(Path(tempfile.gettempdir()).glob(f"bidder-model-choice-{process.pid}*"))
+        _wait_until_every_answer_is_new(served.url, before, answers_in_a_row=20)
+    leftovers = Path(tempfile.gettempdir()).glob(f"bidder-model-choice-{served.process.pid}*")
+    assert not list(leftovers)
 
 
 def _wait_until_every_answer_is_new(url: str, before: str, answers_in_a_row: int) -> None:

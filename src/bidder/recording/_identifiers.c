@@ -99,6 +99,39 @@ static int scan_scalar(Scan *scan) {
     return scan->at > start ? 0 : fail(scan);
 }
 
+/* At `c`: steps past it and says 1; anywhere else 0. */
+static int take(Scan *scan, char c) {
+    if (scan->at < scan->size && scan->text[scan->at] == c) {
+        scan->at++;
+        return 1;
+    }
+    return 0;
+}
+
+/* After a member or an element: 1 past a comma (another follows), 0 past `close`. */
+static int after_item(Scan *scan, char close) {
+    skip_space(scan);
+    if (take(scan, ',')) {
+        return 1;
+    }
+    if (take(scan, close)) {
+        return 0;
+    }
+    return fail(scan);
+}
+
+/* A member's value or an element, whose path leads to `target`: where it starts, and its
+   first character (which says its type). */
+static int scan_item(Scan *scan, int target, int depth, Py_ssize_t *start, char *first) {
+    skip_space(scan);
+    if (scan->at >= scan->size) {
+        return fail(scan);
+    }
+    *start = scan->at;
+    *first = scan->text[scan->at];
+    return scan_value(scan, target >= 0 ? target : NOTHING, depth + 1);
+}
+
 static int add_edit(Scan *scan, Py_ssize_t start, Py_ssize_t end, int kind) {
     PyObject *edit = Py_BuildValue("(nni)", start, end, kind);
     if (edit == NULL) {
@@ -150,8 +183,7 @@ static int each_of(Scan *scan, int node) {
 static int scan_object(Scan *scan, int node, int depth) {
     scan->at++;  /* '{' */
     skip_space(scan);
-    if (scan->at < scan->size && scan->text[scan->at] == '}') {
-        scan->at++;
+    if (take(scan, '}')) {
         return 0;
     }
     int kept_before = 0;   /* a member before this one stays */
@@ -177,23 +209,22 @@ static int scan_object(Scan *scan, int node, int depth) {
             }
         }
         skip_space(scan);
-        if (scan->at >= scan->size || scan->text[scan->at] != ':') {
+        if (!take(scan, ':')) {
             return fail(scan);
         }
-        scan->at++;
-        skip_space(scan);
-        if (scan->at >= scan->size) {
-            return fail(scan);
-        }
-        Py_ssize_t value_start = scan->at;
-        char first = scan->text[value_start];
-        if (scan_value(scan, target >= 0 ? target : NOTHING, depth + 1) < 0) {
+        Py_ssize_t value_start;
+        char first;
+        if (scan_item(scan, target, depth, &value_start, &first) < 0) {
             return -1;
         }
         Py_ssize_t value_end = scan->at;
         int kind = target == IDENTIFIER ? identifier_kind(scan, first) : -1;
         skip_space(scan);
-        int more = scan->at < scan->size && scan->text[scan->at] == ',';
+        Py_ssize_t next = scan->at;  /* the comma after this member, or the closing brace */
+        int more = after_item(scan, '}');
+        if (more < 0) {
+            return -1;
+        }
         if (kind == EDIT_REMOVE) {
             if (kept_before) {
                 if (add_edit(scan, comma, value_end, EDIT_REMOVE) < 0) {
@@ -201,7 +232,7 @@ static int scan_object(Scan *scan, int node, int depth) {
                 }
             } else if (more) {
                 /* The first member kept so far: it goes with the comma after it. */
-                if (add_edit(scan, key_start, scan->at + 1, EDIT_REMOVE) < 0) {
+                if (add_edit(scan, key_start, next + 1, EDIT_REMOVE) < 0) {
                     return -1;
                 }
             } else if (add_edit(scan, key_start, value_end, EDIT_REMOVE) < 0) {
@@ -213,35 +244,24 @@ static int scan_object(Scan *scan, int node, int depth) {
             }
             kept_before = 1;
         }
-        if (more) {
-            comma = scan->at;
-            scan->at++;
-            continue;
-        }
-        if (scan->at < scan->size && scan->text[scan->at] == '}') {
-            scan->at++;
+        if (!more) {
             return 0;
         }
-        return fail(scan);
+        comma = next;
     }
 }
 
 static int scan_array(Scan *scan, int node, int depth) {
     scan->at++;  /* '[' */
     skip_space(scan);
-    if (scan->at < scan->size && scan->text[scan->at] == ']') {
-        scan->at++;
+    if (take(scan, ']')) {
         return 0;
     }
     int each = each_of(scan, node);
     for (;;) {
-        skip_space(scan);
-        if (scan->at >= scan->size) {
-            return fail(scan);
-        }
-        Py_ssize_t value_start = scan->at;
-        char first = scan->text[value_start];
-        if (scan_value(scan, each >= 0 ? each : NOTHING, depth + 1) < 0) {
+        Py_ssize_t value_start;
+        char first;
+        if (scan_item(scan, each, depth, &value_start, &first) < 0) {
             return -1;
         }
         if (each == IDENTIFIER) {
@@ -254,16 +274,10 @@ static int scan_array(Scan *scan, int node, int depth) {
                 return -1;
             }
         }
-        skip_space(scan);
-        if (scan->at < scan->size && scan->text[scan->at] == ',') {
-            scan->at++;
-            continue;
+        int more = after_item(scan, ']');
+        if (more <= 0) {
+            return more;
         }
-        if (scan->at < scan->size && scan->text[scan->at] == ']') {
-            scan->at++;
-            return 0;
-        }
-        return fail(scan);
     }
 }
 
@@ -332,7 +346,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_identifiers", "Where a JSON body's identifiers are.", -1, methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_identifiers",
+    .m_doc = "Where a JSON body's identifiers are.",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__identifiers(void) { return PyModule_Create(&module); }
