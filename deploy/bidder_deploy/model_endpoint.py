@@ -7,24 +7,28 @@ with network isolation: it needs no network beyond the invocations SageMaker han
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Aws, Duration, Stack
+from aws_cdk import Aws, CfnElement, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from bidder_deploy.nag import acknowledge
-from bidder_deploy.parameters import MODEL_VARIANT, Parameters, ecr_repository_arn
+from bidder_deploy.parameters import (
+    LOG_RETENTION,
+    MODEL_VARIANT,
+    Parameters,
+    ecr_repository_arn,
+)
 from bidder_deploy.storage import StorageRefs
 
+# Where SageMaker writes an endpoint's logs: this prefix and the endpoint's name.
+ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 # Application Auto Scaling's service-linked role for SageMaker variants (it creates it when
 # the first variant is registered).
-ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
-# How cdk-nag names the log groups' ARN in a finding.
-LOG_GROUPS = (
-    "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
-    f"log-group:{ENDPOINT_LOG_GROUP_PREFIX}*"
-)
+# SageMaker's limit on an endpoint's name.
+ENDPOINT_NAME_MAX_LENGTH = 63
 SCALING_ROLE = (
     "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
     "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
@@ -36,6 +40,17 @@ class ModelEndpoint(Construct):
         self, scope: Construct, construct_id: str, *, params: Parameters, storage: StorageRefs
     ) -> None:
         super().__init__(scope, construct_id)
+        # Named here rather than by CloudFormation, so that its log group can be made first,
+        # with a retention, where SageMaker would otherwise create one that keeps every event
+        # forever; and the role may then write to that one group only.
+        name = Names.unique_resource_name(self, max_length=ENDPOINT_NAME_MAX_LENGTH)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"{ENDPOINT_LOG_GROUP_PREFIX}{name}",
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
         self.role = iam.Role(
             self,
             "ExecutionRole",
@@ -74,14 +89,7 @@ class ModelEndpoint(Construct):
                         "logs:DescribeLogStreams",
                         "logs:PutLogEvents",
                     ],
-                    resources=[
-                        Stack.of(self).format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name=f"{ENDPOINT_LOG_GROUP_PREFIX}*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    ],
+                    resources=[self.log_group.log_group_arn],
                 ),
                 iam.PolicyStatement(
                     actions=["cloudwatch:PutMetricData"],
@@ -99,9 +107,8 @@ class ModelEndpoint(Construct):
                 "resource-level permissions; PutMetricData is limited to SageMaker's namespace.",
             ),
             (
-                f"Resource::{LOG_GROUPS}",
-                "The endpoint's log group is named after the endpoint, "
-                "whose generated name is not known before the model this role serves exists.",
+                f"Resource::<{Stack.of(self).get_logical_id(_cfn(self.log_group))}.Arn>",
+                "The streams of the endpoint's own log group: SageMaker names one per instance.",
             ),
         ):
             acknowledge(policy, f"AwsSolutions-IAM5[{finding}]", reason)
@@ -137,10 +144,12 @@ class ModelEndpoint(Construct):
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
+            endpoint_name=name,
             endpoint_config_name=self.config.attr_endpoint_config_name,
             # An update (a new model) keeps the instance count auto scaling has reached.
             retain_all_variant_properties=True,
         )
+        self.endpoint.node.add_dependency(self.log_group)
         self.endpoint_name = self.endpoint.attr_endpoint_name
         self.endpoint_arn = self.endpoint.ref
 
@@ -168,3 +177,9 @@ class ModelEndpoint(Construct):
             scale_out_cooldown=Duration.minutes(1),
             scale_in_cooldown=Duration.minutes(5),
         )
+
+
+def _cfn(log_group: logs.LogGroup) -> CfnElement:
+    element = log_group.node.default_child
+    assert isinstance(element, CfnElement)
+    return element

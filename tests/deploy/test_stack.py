@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aws_cdk.assertions import Annotations, Match
@@ -221,7 +222,7 @@ def test_every_bucket_refuses_requests_without_tls(synthesized: Synthesized) -> 
 
 def test_log_groups_expire_their_events_and_outlive_the_stack(synthesized: Synthesized) -> None:
     groups = synthesized.of_type("AWS::Logs::LogGroup").values()
-    assert len(groups) == 2  # the bidder's, the VPC's rejected flows
+    assert len(groups) == 3  # the bidder's, the model endpoint's, the VPC's rejected flows
     for group in groups:
         assert group["Properties"]["RetentionInDays"] == 30
         assert group["DeletionPolicy"] == "Retain"
@@ -271,6 +272,32 @@ def target_tracking(synthesized: Synthesized, namespace: str) -> tuple[dict[str,
     )
     assert policy["PolicyType"] == "TargetTrackingScaling"
     return target, policy["TargetTrackingScalingPolicyConfiguration"]
+
+
+def test_the_endpoint_logs_to_its_own_group_which_alone_its_role_may_write(
+    synthesized: Synthesized,
+) -> None:
+    endpoint = synthesized.one("AWS::SageMaker::Endpoint")[1]
+    name = endpoint["Properties"]["EndpointName"]
+    assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name)
+    (group_id,) = [
+        logical_id
+        for logical_id, group in synthesized.of_type("AWS::Logs::LogGroup").items()
+        if group["Properties"].get("LogGroupName") == f"/aws/sagemaker/Endpoints/{name}"
+    ]
+    assert group_id in endpoint["DependsOn"], "the group exists before SageMaker logs"
+    role_id = synthesized.one("AWS::SageMaker::Model")[1]["Properties"]["ExecutionRoleArn"]
+    role_id = role_id["Fn::GetAtt"][0]
+    log_statements = [
+        statement
+        for policy in synthesized.of_type("AWS::IAM::Policy").values()
+        if ref(role_id) in policy["Properties"]["Roles"]
+        for statement in policy_statements(policy["Properties"]["PolicyDocument"])
+        if any(str(action).startswith("logs:") for action in as_list(statement["Action"]))
+    ]
+    assert [statement["Resource"] for statement in log_statements] == [
+        {"Fn::GetAtt": [group_id, "Arn"]}
+    ]
 
 
 def test_the_endpoint_scales_on_invocations_per_instance(synthesized: Synthesized) -> None:
