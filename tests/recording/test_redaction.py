@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from bidder.recording.redaction import (
     IDENTIFIER_PATHS,
     Redactor,
-    _identifier_edits,
+    _scanner,
     _scanner_tree,
 )
 from bidder.traffic.synthetic import generate_bid_requests
@@ -278,21 +278,36 @@ def test_scanning_and_decoding_agree_on_the_corpus_and_the_synthetic_traffic(
     assert compared > 300
 
 
-def test_a_body_nested_beyond_the_scanners_depth_is_redacted_by_decoding() -> None:
-    deep = b'{"ext":' + b"[" * 100 + b"]" * 100 + b',"device":{"ip":"203.0.113.7"}}'
-    assert Redactor("drop").redact(deep, valid=True) == (
-        b'{"ext":' + b"[" * 100 + b"]" * 100 + b',"device":{}}'
-    )
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Off every path: skipped, however deep.
+        b'{"ext":' + b"[" * 100 + b"]" * 100 + b',"device":{"ip":"203.0.113.7"}}',
+        # On the way to identifiers: past the scanner's depth, redacted by decoding.
+        b'{"user":{"ext":{"prebid":{"buyeruids":{"a":'
+        + b'{"b":' * 80
+        + b"1"
+        + b"}" * 80
+        + b',"c":"buyer-7"}}}},"device":{"ip":"203.0.113.7"}}',
+    ],
+)
+def test_a_deeply_nested_body_is_redacted(body: bytes) -> None:
+    scanned = Redactor("drop").redact(body, valid=True)
+    assert scanned is not None
+    assert scanned == Redactor("drop").redact(body)
+    assert b"203.0.113.7" not in scanned
+    assert b"buyer-7" not in scanned
 
 
-_SCANNER = pytest.mark.skipif(_identifier_edits is None, reason="the C scanner is not built")
+_SCANNER = pytest.mark.skipif(_scanner is None, reason="the C scanner is not built")
 
 
 @_SCANNER
 @settings(max_examples=500, deadline=None)
 @given(data=st.data())
 def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
-    """Whatever it is given, the scanner answers None or edits inside the body, in order."""
+    """Whatever it is given, the scanner answers None, or edits inside the body in order, or
+    the body shorter or as long, on one line."""
     body = orjson.dumps(data.draw(_REQUESTS))
     cut = data.draw(st.integers(0, len(body)))
     noise = data.draw(st.binary(max_size=8))
@@ -300,9 +315,9 @@ def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
     mutated = body[:at] + noise + body[at:cut]
     tree = _scanner_tree(Redactor("drop")._paths)
     assert tree is not None
-    assert _identifier_edits is not None
+    assert _scanner is not None
     for hashing in (False, True):
-        edits = _identifier_edits(mutated, tree, hashing)
+        edits = _scanner.identifier_edits(mutated, tree, hashing)
         if edits is None:
             continue
         end = 0
@@ -310,10 +325,14 @@ def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
             assert end <= start <= stop <= len(mutated)
             assert kind in (0, 1, 2, 3)
             end = stop
+    dropped = _scanner.without_identifiers(mutated, tree)
+    if dropped is not None:
+        assert b"\n" not in dropped
+        assert len(dropped) <= len(mutated) + 4 * mutated.count(b",")
 
 
 @pytest.mark.skipif(
     shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here"
 )
 def test_the_scanner_is_built_where_a_compiler_is() -> None:
-    assert _identifier_edits is not None, "setup.py builds it: pip install -e . (make dev)"
+    assert _scanner is not None, "setup.py builds it: pip install -e . (make dev)"

@@ -1,6 +1,11 @@
 /* Where a JSON request body's identifiers are, for `redaction.py`, in one pass over its bytes.
 
+   without_identifiers(body, tree) -> bytes | None
+       `body` with every identifier that is not null removed, on one line (line breaks
+       between tokens become spaces): the `drop` mode, done here whole.
    identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None
+       The edits that remove or hash them, for Python to apply (the `hash` mode: the
+       keyed hash is Python's).
 
    `body` is a JSON text already known to be valid (the bid path decoded it). `tree` is the
    identifier paths compiled by `redaction.py`: a tuple of nodes, node 0 the top-level
@@ -9,16 +14,16 @@
    (-2) or NOTHING (-1), and `each` is what every member of an object not named in `keys`,
    and every element of an array, leads to.
 
-   The answer lists edits in the order of the body, none overlapping: (start, end, kind),
-   kind one of the EDIT_* values below. Removing a member takes a comma with it, the one
-   before it when a member was kept before it in its object, else the one after, so that the
-   edited text is still JSON whichever members go. A `null` identifier is left as it is;
-   with `hashing`, a string or number is hashed in place, anything else removed.
+   Edits come in the order of the body, none overlapping: (start, end, kind), kind one of
+   the EDIT_* values below. Removing a member takes a comma with it, the one before it when
+   a member was kept before it in its object, else the one after, so that the edited text
+   is still JSON whichever members go. A `null` identifier is left as it is; with
+   `hashing`, a string or number is hashed in place, anything else removed.
 
    None means "not here": the body is not a JSON object, a key on the way to an identifier
    is written with escapes (comparing it would need decoding), it nests deeper than
-   MAX_DEPTH, or the text is not what the scanner expects. `redaction.py` then redacts it
-   by decoding, as it does every body without this module.
+   MAX_DEPTH on the way to an identifier, or the text is not what the scanner expects.
+   `redaction.py` then redacts it by decoding, as it does every body without this module.
 
    Every read is bounds-checked: whatever the bytes, the scanner returns, it never reads
    outside them. */
@@ -34,13 +39,21 @@
 enum { EDIT_REMOVE = 0, EDIT_HASH_STRING = 1, EDIT_HASH_NUMBER = 2, EDIT_NULL = 3 };
 
 typedef struct {
+    Py_ssize_t start;
+    Py_ssize_t end;
+    int kind;
+} Edit;
+
+typedef struct {
     const char *text;
     Py_ssize_t size;
     Py_ssize_t at;
     PyObject *tree;
-    PyObject *edits;
     int hashing;
     int unsupported;  /* set once the body cannot be handled here: the caller falls back */
+    Edit *edits;
+    Py_ssize_t edit_count;
+    Py_ssize_t edit_room;
 } Scan;
 
 static int scan_value(Scan *scan, int node, int depth);
@@ -133,13 +146,18 @@ static int scan_item(Scan *scan, int target, int depth, Py_ssize_t *start, char 
 }
 
 static int add_edit(Scan *scan, Py_ssize_t start, Py_ssize_t end, int kind) {
-    PyObject *edit = Py_BuildValue("(nni)", start, end, kind);
-    if (edit == NULL) {
-        return -1;
+    if (scan->edit_count == scan->edit_room) {
+        Py_ssize_t room = scan->edit_room ? scan->edit_room * 2 : 16;
+        Edit *grown = PyMem_Realloc(scan->edits, (size_t)room * sizeof(Edit));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        scan->edits = grown;
+        scan->edit_room = room;
     }
-    int failed = PyList_Append(scan->edits, edit);
-    Py_DECREF(edit);
-    return failed;
+    scan->edits[scan->edit_count++] = (Edit){start, end, kind};
+    return 0;
 }
 
 /* What becomes of an identifier whose value starts at `first`: an edit kind, or -1 to
@@ -281,6 +299,30 @@ static int scan_array(Scan *scan, int node, int depth) {
     }
 }
 
+/* An object or array off every path: only its end is wanted, so only strings and brackets
+   are looked at (the body is known to be valid JSON), and without recursion. */
+static int skip_container(Scan *scan) {
+    Py_ssize_t nesting = 0;
+    while (scan->at < scan->size) {
+        char c = scan->text[scan->at];
+        if (c == '"') {
+            int escaped;
+            if (scan_string(scan, &escaped) < 0) {
+                return -1;
+            }
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            nesting++;
+        } else if ((c == '}' || c == ']') && --nesting == 0) {
+            scan->at++;
+            return 0;
+        }
+        scan->at++;
+    }
+    return fail(scan);
+}
+
 static int scan_value(Scan *scan, int node, int depth) {
     if (depth > MAX_DEPTH) {
         return fail(scan);
@@ -290,6 +332,9 @@ static int scan_value(Scan *scan, int node, int depth) {
         return fail(scan);
     }
     char c = scan->text[scan->at];
+    if (node == NOTHING && (c == '{' || c == '[')) {
+        return skip_container(scan);
+    }
     if (c == '{') {
         return scan_object(scan, node, depth);
     }
@@ -303,6 +348,26 @@ static int scan_value(Scan *scan, int node, int depth) {
     return scan_scalar(scan);
 }
 
+/* Scans `body`: 1 with its edits in `scan`, 0 when it is not handled here, -1 on an error
+   (an exception set). The caller frees `scan->edits`. */
+static int scan_body(Scan *scan, Py_buffer *body, PyObject *tree, int hashing) {
+    *scan = (Scan){body->buf, body->len, 0, tree, hashing, 0, NULL, 0, 0};
+    skip_space(scan);
+    if (scan->at >= scan->size || scan->text[scan->at] != '{' || PyTuple_GET_SIZE(tree) == 0) {
+        return 0;
+    }
+    if (scan_value(scan, 0, 0) == 0) {
+        skip_space(scan);
+        if (scan->at != scan->size) {
+            scan->unsupported = 1;
+        }
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    return scan->unsupported ? 0 : 1;
+}
+
 static PyObject *identifier_edits(PyObject *module, PyObject *args) {
     (void)module;
     Py_buffer body;
@@ -311,30 +376,74 @@ static PyObject *identifier_edits(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*O!p", &body, &PyTuple_Type, &tree, &hashing)) {
         return NULL;
     }
-    Scan scan = {body.buf, body.len, 0, tree, PyList_New(0), hashing, 0};
+    Scan scan;
+    int scanned = scan_body(&scan, &body, tree, hashing);
     PyObject *answer = NULL;
-    if (scan.edits == NULL) {
-        goto done;
-    }
-    skip_space(&scan);
-    if (scan.at >= scan.size || scan.text[scan.at] != '{' || PyTuple_GET_SIZE(tree) == 0) {
-        scan.unsupported = 1;
-    } else if (scan_value(&scan, 0, 0) == 0) {
-        skip_space(&scan);
-        if (scan.at != scan.size) {
-            scan.unsupported = 1;
+    if (scanned == 0) {
+        answer = Py_NewRef(Py_None);
+    } else if (scanned > 0 && (answer = PyList_New(scan.edit_count)) != NULL) {
+        for (Py_ssize_t i = 0; i < scan.edit_count; i++) {
+            Edit edit = scan.edits[i];
+            PyObject *item = Py_BuildValue("(nni)", edit.start, edit.end, edit.kind);
+            if (item == NULL) {
+                Py_CLEAR(answer);
+                break;
+            }
+            PyList_SET_ITEM(answer, i, item);
         }
     }
-    if (PyErr_Occurred()) {
-        goto done;
+    PyMem_Free(scan.edits);
+    PyBuffer_Release(&body);
+    return answer;
+}
+
+/* Copies `length` bytes, line breaks turned into spaces. */
+static char *copy_on_one_line(char *to, const char *from, Py_ssize_t length) {
+    for (Py_ssize_t i = 0; i < length; i++) {
+        char c = from[i];
+        to[i] = (c == '\n' || c == '\r') ? ' ' : c;
     }
-    if (scan.unsupported) {
+    return to + length;
+}
+
+static PyObject *without_identifiers(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer body;
+    PyObject *tree;
+    if (!PyArg_ParseTuple(args, "y*O!", &body, &PyTuple_Type, &tree)) {
+        return NULL;
+    }
+    Scan scan;
+    int scanned = scan_body(&scan, &body, tree, 0);
+    PyObject *answer = NULL;
+    if (scanned == 0) {
         answer = Py_NewRef(Py_None);
-    } else {
-        answer = Py_NewRef(scan.edits);
+    } else if (scanned > 0) {
+        static const char null[] = "null";
+        Py_ssize_t size = body.len;
+        for (Py_ssize_t i = 0; i < scan.edit_count; i++) {
+            size -= scan.edits[i].end - scan.edits[i].start;
+            if (scan.edits[i].kind == EDIT_NULL) {
+                size += 4;
+            }
+        }
+        answer = PyBytes_FromStringAndSize(NULL, size);
+        if (answer != NULL) {
+            const char *text = body.buf;
+            char *to = PyBytes_AS_STRING(answer);
+            Py_ssize_t at = 0;
+            for (Py_ssize_t i = 0; i < scan.edit_count; i++) {
+                Edit edit = scan.edits[i];
+                to = copy_on_one_line(to, text + at, edit.start - at);
+                if (edit.kind == EDIT_NULL) {
+                    to = copy_on_one_line(to, null, 4);
+                }
+                at = edit.end;
+            }
+            copy_on_one_line(to, text + at, body.len - at);
+        }
     }
-done:
-    Py_XDECREF(scan.edits);
+    PyMem_Free(scan.edits);
     PyBuffer_Release(&body);
     return answer;
 }
@@ -342,6 +451,8 @@ done:
 static PyMethodDef methods[] = {
     {"identifier_edits", identifier_edits, METH_VARARGS,
      "identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None"},
+    {"without_identifiers", without_identifiers, METH_VARARGS,
+     "without_identifiers(body, tree) -> bytes | None"},
     {NULL, NULL, 0, NULL},
 };
 
