@@ -73,29 +73,38 @@ static int fail(Scan *scan) {
     return -1;
 }
 
-/* At a '"': moves past the closing quote; `escaped` tells whether a backslash was seen.
-   The quote is found with memchr, which reads many bytes a step; a string with escapes
-   (rare) is stepped through from its first backslash. */
+/* Bytes that end a run of a string's text (a quote, a backslash), and bytes a skipped
+   container's end is found by (those and brackets), looked up a byte at a time: a body's
+   strings are mostly short keys, where a memchr call per string costs as much. */
+static unsigned char ends_text[256];
+static unsigned char structural[256];
+
+static void fill_tables(void) {
+    ends_text['"'] = ends_text['\\'] = 1;
+    structural['"'] = structural['{'] = structural['}'] = 1;
+    structural['['] = structural[']'] = 1;
+}
+
+/* At a '"': moves past the closing quote; `escaped` tells whether a backslash was seen. */
 static int scan_string(Scan *scan, int *escaped) {
+    const unsigned char *text = (const unsigned char *)scan->text;
     *escaped = 0;
-    scan->at++;
-    while (scan->at < scan->size) {
-        const char *from = scan->text + scan->at;
-        size_t left = (size_t)(scan->size - scan->at);
-        const char *quote = memchr(from, '"', left);
-        if (quote == NULL) {
-            break;
+    Py_ssize_t at = scan->at + 1;
+    for (;;) {
+        while (at < scan->size && !ends_text[text[at]]) {
+            at++;
         }
-        const char *backslash = memchr(from, '\\', (size_t)(quote - from));
-        if (backslash == NULL) {
-            scan->at = quote - scan->text + 1;
+        if (at >= scan->size) {
+            scan->at = at;
+            return fail(scan);
+        }
+        if (text[at] == '"') {
+            scan->at = at + 1;
             return 0;
         }
         *escaped = 1;
-        /* Past the escaped character, which cannot end the string. */
-        scan->at = backslash - scan->text + 2;
+        at += 2;  /* past the escaped character, which cannot end the string */
     }
-    return fail(scan);
 }
 
 /* Numbers, true, false and null: runs of the characters they are written with. */
@@ -302,8 +311,13 @@ static int scan_array(Scan *scan, int node, int depth) {
 /* An object or array off every path: only its end is wanted, so only strings and brackets
    are looked at (the body is known to be valid JSON), and without recursion. */
 static int skip_container(Scan *scan) {
+    const unsigned char *text = (const unsigned char *)scan->text;
     Py_ssize_t nesting = 0;
     while (scan->at < scan->size) {
+        if (!structural[text[scan->at]]) {
+            scan->at++;
+            continue;
+        }
         char c = scan->text[scan->at];
         if (c == '"') {
             int escaped;
@@ -464,4 +478,7 @@ static struct PyModuleDef module = {
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__identifiers(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__identifiers(void) {
+    fill_tables();
+    return PyModule_Create(&module);
+}
