@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httptools
-
 from bidder.traffic.loadgen import LoadResult, Request, Target, run, run_open_loop
 from loadtests.harness import (
     BIDDER,
@@ -44,6 +42,7 @@ from loadtests.harness import (
     MODEL_SERVER,
     QUIET_BIDDER,
     SEED,
+    ParsingServerProtocol,
     Saturation,
     Server,
     ServerFailed,
@@ -160,19 +159,9 @@ SERVERS: dict[str, Server] = {
 FIXED_204 = b"HTTP/1.1 204 No Content\r\n\r\n"
 
 
-class _FixedResponder(asyncio.Protocol):
+class _FixedResponder(ParsingServerProtocol):
     """Answers every request with a canned 204: far cheaper per request than any server
     measured, so what the generator reaches against it is the generator's own limit."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: Any = transport
-        self.parser = httptools.HttpRequestParser(self)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.transport.close()
 
     def on_message_complete(self) -> None:
         self.transport.write(FIXED_204)

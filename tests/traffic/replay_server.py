@@ -16,32 +16,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import httptools
 import httpx
 import orjson
+from loadtests.harness import ParsingServerProtocol
 
 from bidder.traffic.loadgen import Target, run
 from tests.conftest import PROJECT_ROOT, free_port
 from tests.traffic.test_loadgen import wait_for_port
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(ParsingServerProtocol):
     def __init__(self, arrivals: list[tuple[float, str | None]]) -> None:
         self.arrivals = arrivals
         self.began = 0.0
         self.body: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: Any = transport
-        self.parser = httptools.HttpRequestParser(self)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.transport.close()
 
     def on_message_begin(self) -> None:
         self.began = time.perf_counter()
