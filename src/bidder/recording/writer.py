@@ -171,7 +171,7 @@ class RecordWriter:
         room = self._room()
         for entry in entries:
             try:
-                line = self.encoder.encode(entry) + b"\n"
+                line = self.encoder.encode(entry)
             except Exception:  # a record the encoder cannot take must not stop the rest
                 self._failed("a record could not be encoded", 1)
                 continue
