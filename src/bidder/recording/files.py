@@ -24,6 +24,8 @@ from typing import BinaryIO, Final
 
 from isal import isal_zlib
 
+from bidder.traffic.recordings import gzip_members
+
 CLOSED_SUFFIX: Final = ".jsonl.gz"
 PARTIAL_SUFFIX: Final = CLOSED_SUFFIX + ".partial"
 _TIME_FORMAT: Final = "%Y%m%dT%H%M%S.%fZ"
@@ -133,23 +135,11 @@ def cut_to_complete_members(path: Path) -> int:
     one, after its last complete member, so that what is kept is a gzip file any reader
     takes whole; returns the bytes kept. A member that does not decompress (damage rather
     than a cut) ends what is kept too."""
-    kept = 0  # offset just past the last complete member
-    offset = 0  # offset just past what has been read
-    decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
+    kept = 0
     with path.open("r+b") as file:
-        while chunk := file.read(_CUT_READ_BYTES):
-            offset += len(chunk)
-            while chunk:
-                try:
-                    decompressor.decompress(chunk)
-                except zlib.error:
-                    file.truncate(kept)
-                    return kept
-                if not decompressor.eof:
-                    break
-                # A member ended; the next one may begin in the same chunk.
-                chunk = decompressor.unused_data
-                kept = offset - len(chunk)
-                decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
+        with contextlib.suppress(zlib.error):
+            for _, member_end in gzip_members(file, _CUT_READ_BYTES):
+                if member_end is not None:
+                    kept = member_end
         file.truncate(kept)
     return kept

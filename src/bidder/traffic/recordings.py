@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import msgspec
 
@@ -181,6 +181,27 @@ def _request(
     return RecordedRequest(record.id, record.ts, headers, body, record.status, record.decision)
 
 
+def gzip_members(
+    file: BinaryIO, read_bytes: int = _READ_CHUNK
+) -> Iterator[tuple[bytes, int | None]]:
+    """A file of gzip members (a recording) decompressed piece by piece, `read_bytes` of it
+    at a time: each piece with the offset just past its member when it ends one, else None.
+    Raises `zlib.error` at a member that does not decompress."""
+    decompressor = zlib.decompressobj(_GZIP_WBITS)
+    offset = 0  # just past what has been read
+    while chunk := file.read(read_bytes):
+        offset += len(chunk)
+        while chunk:
+            text = decompressor.decompress(chunk)
+            if not decompressor.eof:
+                yield text, None
+                break
+            # A member ended; the next one may begin in the same chunk.
+            chunk = decompressor.unused_data
+            yield text, offset - len(chunk)
+            decompressor = zlib.decompressobj(_GZIP_WBITS)
+
+
 class _Lines:
     """The complete lines of a file of gzip members, noting a cut-short last member."""
 
@@ -207,23 +228,18 @@ class _Lines:
                 yield pending
 
     def _decompressed(self) -> Iterator[bytes]:
-        decompressor = zlib.decompressobj(_GZIP_WBITS)
         member = 1
         # Whether the current member has been given any byte: one that has, and has not
         # ended, was cut short (the recorder stopped in the middle of a flush).
         begun = False
         try:
             with self.path.open("rb") as file:
-                while chunk := file.read(_READ_CHUNK):
-                    while chunk:
+                for text, member_end in gzip_members(file):
+                    yield text
+                    if member_end is None:
                         begun = True
-                        yield decompressor.decompress(chunk)
-                        if not decompressor.eof:
-                            break
-                        # A member ended; the next one may begin in the same chunk.
-                        chunk = decompressor.unused_data
+                    else:
                         member += 1
-                        decompressor = zlib.decompressobj(_GZIP_WBITS)
                         begun = False
         except zlib.error as exc:
             raise RecordingError(
