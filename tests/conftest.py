@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -46,6 +47,16 @@ def seed_model() -> Path:
 def corpus() -> Path:
     assert CORPUS.is_dir(), f"the OpenRTB corpus must be at {CORPUS} (../shared beside the project)"
     return CORPUS
+
+
+@contextlib.contextmanager
+def held_port() -> Iterator[int]:
+    """A loopback port another socket listens on while the block runs."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port: int = holder.getsockname()[1]
+        yield port
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import pytest
 
 from bidder.errors import ConfigurationError
 from bidder.server.listening import listening_sockets
-from tests.conftest import free_port
+from tests.conftest import free_port, held_port
 
 
 def test_connections_are_spread_over_the_sockets_and_each_accepts() -> None:
@@ -59,9 +59,8 @@ def test_a_port_another_bidder_listens_on_is_refused_too() -> None:
 
 
 def test_a_port_another_socket_holds_is_refused_by_name() -> None:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-        with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
-            listening_sockets("127.0.0.1", port, 2, backlog=8)
+    with (
+        held_port() as port,
+        pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"),
+    ):
+        listening_sockets("127.0.0.1", port, 2, backlog=8)

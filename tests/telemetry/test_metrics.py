@@ -4,7 +4,6 @@ a port of its own when asked."""
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Callable
 
@@ -17,7 +16,7 @@ from bidder.server import BidderApp
 from bidder.settings import Settings
 from bidder.telemetry import Metrics
 from bidder.telemetry.scrape import MetricsServer
-from tests.conftest import PROJECT_ROOT, LiveServer, free_port
+from tests.conftest import PROJECT_ROOT, LiveServer, free_port, held_port
 from tests.server.test_bid_endpoint import banner_request, seed_settings
 
 METRICS_DOC = (PROJECT_ROOT / "docs" / "METRICS.md").read_text()
@@ -131,9 +130,8 @@ def test_metrics_port_serves_metrics_and_the_bid_port_does_not(
 
 
 def test_a_metrics_port_in_use_is_refused_naming_the_setting() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(ConfigurationError, match=f"BIDDER_METRICS_PORT={port}"):
-            MetricsServer("127.0.0.1", port, CollectorRegistry())
+    with (
+        held_port() as port,
+        pytest.raises(ConfigurationError, match=f"BIDDER_METRICS_PORT={port}"),
+    ):
+        MetricsServer("127.0.0.1", port, CollectorRegistry())
