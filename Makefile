@@ -16,7 +16,7 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 
 # setup.py builds the one C module (optional: skipped without a compiler); its source is a
 # prerequisite so that an edit rebuilds it.
-$(RUNTIME_STAMP): pyproject.toml setup.py src/bidder/recording/_identifiers.c
+$(RUNTIME_STAMP): pyproject.toml setup.py src/bidder/recording/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .

@@ -1,8 +1,9 @@
 """The project's one compiled module, beside pyproject.toml (which holds everything else).
 
-`bidder.recording._identifiers` finds the identifiers of recorded request bodies in one pass
-over their bytes. It is optional: where no C compiler is at hand the install goes on
-without it, and redaction runs in Python, the same records a few microseconds slower.
+`bidder.recording._speedups` is the traffic recorder's writer done in C: it finds the
+identifiers of recorded request bodies in one pass over their bytes, and writes records. It
+is optional: where no C compiler is at hand the install goes on without it, and the writer
+runs in Python, giving the same records several microseconds slower each.
 """
 
 from setuptools import Extension, setup
@@ -10,8 +11,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "bidder.recording._identifiers",
-            ["src/bidder/recording/_identifiers.c"],
+            "bidder.recording._speedups",
+            ["src/bidder/recording/_speedups.c"],
             optional=True,
         )
     ]

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import base64
 import gzip
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bidder.asgi import Headers
 from bidder.decision.policy import ImpDecision, NoBidReason
 from bidder.openrtb import decode_bid_request
-from bidder.recording.record import EntryMaker, RecordEncoder, Verdict
+from bidder.recording import record
+from bidder.recording.record import (
+    ERROR_REASON,
+    Entry,
+    EntryMaker,
+    RecordEncoder,
+    Verdict,
+    fixed,
+)
 from bidder.recording.redaction import Redactor
+from bidder.recording.speedups import compiled
 from bidder.traffic.recordings import read_recordings
-from tests.recording.helpers import HEADERS
+from tests.recording.helpers import HEADERS, REQUESTS, captures, formatted
 
 REQUEST = {
     "id": "r1",
@@ -128,3 +141,146 @@ def test_the_replay_reader_reads_records_as_written(tmp_path: Path) -> None:
     recordings = read_recordings([path], max_records=10)
     assert [request.body for request in recordings.requests] == [body, b"\x00raw"]
     assert [request.status for request in recordings.requests] == [204, 400]
+
+
+# The compiled encoder (`_speedups.c`) against `RecordEncoder.encode`, the reference.
+
+_COMPILED = pytest.mark.skipif(compiled is None, reason="the compiled encoder is not built")
+_TIMES = (
+    st.floats(0, 4e9)
+    | st.floats(0, 10)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0.0, 0.0005, 0.0015, 2.5e-7, 1764547200.0000005, 1e16, 2**53 / 1e6])
+)
+_STRINGS = st.text(max_size=12) | st.sampled_from(["default@2", "é", 'a"b', "a\\b", "\n", "\ud800"])
+_BODIES = (
+    st.builds(formatted, REQUESTS, st.booleans())
+    | st.binary(max_size=40)
+    | st.sampled_from([b"", b"\xff{}", b'{"id":"\xed\xa0\x80"}', b"[1]", b'{"id":"r"}\r\n'])
+)
+_ENTRIES = st.builds(
+    Entry,
+    request_id=st.none() | _STRINGS,
+    arrival=_TIMES,
+    headers=st.sampled_from([b"{}", b'{"content-type":"application/json"}']),
+    body=_BODIES,
+    status=st.sampled_from([200, 204, 400, 413, 415]),
+    elapsed=_TIMES,
+    model_version=_STRINGS,
+    reason=st.none() | _STRINGS | st.sampled_from([*NoBidReason, ERROR_REASON]),
+    imps=st.sampled_from(
+        [b"[]", b'[{"id":"1","bid":false,"price":null,"score":null,"reason":null}]']
+    ),
+)
+_REDACTORS: dict[str, Redactor | None] = {
+    "keep": None,
+    "drop": Redactor("drop"),
+    "hash": Redactor("hash", b"test-key"),
+}
+
+
+def _reference(encoder: RecordEncoder, entries: list[Entry]) -> tuple[bytes, int]:
+    """What `encode` makes of `entries`, one by one: the joined lines, and how many failed."""
+    lines: list[bytes] = []
+    failed = 0
+    for entry in entries:
+        try:
+            lines.append(encoder.encode(entry))
+        except Exception:
+            failed += 1
+    return b"".join(lines), failed
+
+
+@given(entries=st.lists(_ENTRIES, max_size=6), mode=st.sampled_from(sorted(_REDACTORS)))
+@settings(max_examples=400)
+def test_chunks_are_what_encode_writes_record_by_record(entries: list[Entry], mode: str) -> None:
+    encoder = RecordEncoder(_REDACTORS[mode])
+    failures: list[int] = []
+    data, reached, records = encoder.encode_chunk(
+        entries, 0, len(entries), 2**40, lambda: failures.append(1)
+    )
+    expected, failed = _reference(encoder, entries)
+    assert data == expected
+    assert (reached, records, len(failures)) == (len(entries), len(entries) - failed, failed)
+
+
+@_COMPILED
+@pytest.mark.parametrize("mode", ["keep", "drop"])
+def test_the_compiled_encoder_takes_the_bid_paths_entries_whole(mode: str) -> None:
+    """Decided requests (impressions bid, priced, declined by reason) never fall back to
+    Python: the fallback would hide a slow path in plain sight."""
+    request = decode_bid_request(orjson.dumps(REQUEST))
+    assert request.imp is not None
+    decisions = [
+        ImpDecision(request.imp[0], 0.31, 2.5),
+        ImpDecision(request.imp[1], 0.2, 0.9, reason=NoBidReason.BELOW_FLOOR),
+    ]
+    verdicts: list[Verdict] = [
+        (200, request, None, decisions),
+        (204, request, NoBidReason.BELOW_THRESHOLD, None),
+        (204, request, ERROR_REASON, None),
+    ]
+    make = EntryMaker()
+    entries = [
+        make((time.time(), HEADERS, capture[2], 0.000412, "v@3", verdict))
+        for capture in captures(20)
+        for verdict in verdicts
+    ]
+    assert compiled is not None
+    redactor = _REDACTORS[mode]
+    tree = None if redactor is None else redactor.drop_tree
+    data, reached = compiled.encode_records(
+        entries, 0, len(entries), 2**40, tree, 1, b"internal_error"
+    )
+    assert reached == len(entries)
+    assert data == _reference(RecordEncoder(redactor), entries)[0]
+
+
+def test_a_chunk_ends_with_the_record_that_fills_its_room() -> None:
+    make = EntryMaker()
+    entries = [make(capture) for capture in captures(30)]
+    encoder = RecordEncoder(Redactor("drop"))
+    lines = [encoder.encode(entry) for entry in entries]
+    room = len(lines[0]) * 3 + 1
+    at = 0
+    while at < len(entries):
+        data, reached, records = encoder.encode_chunk(entries, at, len(entries), room, _no_error)
+        assert data == b"".join(lines[at:reached])
+        assert records == reached - at
+        assert len(data) >= room or reached == len(entries)
+        assert len(data) - len(lines[reached - 1]) < room
+        at = reached
+
+
+def test_without_the_compiled_module_chunks_are_encoded_in_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(record, "compiled", None)
+    make = EntryMaker()
+    entries = [make(capture) for capture in captures(5)]
+    encoder = RecordEncoder(Redactor("drop"))
+    data, reached, records = encoder.encode_chunk(entries, 0, 5, 2**40, _no_error)
+    assert (reached, records) == (5, 5)
+    assert data == _reference(encoder, entries)[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "decimals", "text"),
+    [
+        (0.0, 3, b"0.0"),
+        (0.42, 3, b"0.42"),
+        (0.0004, 3, b"0.0"),
+        (12.0, 3, b"12.0"),
+        (1764547200.5, 6, b"1764547200.5"),
+        (1764547200.1234567, 6, b"1764547200.123457"),
+        (-1.25, 3, b"-1.25"),
+        (float("nan"), 6, b"null"),
+        (float("inf"), 3, b"null"),
+    ],
+)
+def test_times_are_written_in_fixed_places(value: float, decimals: int, text: bytes) -> None:
+    assert fixed(value, decimals) == text
+
+
+def _no_error() -> None:
+    raise AssertionError("no entry should fail")

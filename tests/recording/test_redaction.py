@@ -13,13 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bidder.recording.redaction import (
-    IDENTIFIER_PATHS,
-    Redactor,
-    _scanner,
-    _scanner_tree,
-)
+from bidder.recording.redaction import IDENTIFIER_PATHS, Redactor, _scanner_tree
+from bidder.recording.speedups import compiled
 from bidder.traffic.synthetic import generate_bid_requests
+from tests.recording.helpers import REQUESTS, formatted
 
 KEY = b"0123456789abcdef-test-key"
 
@@ -186,66 +183,12 @@ def test_hash_mode_needs_a_key_and_paths_must_not_nest() -> None:
         Redactor("drop", paths=[*IDENTIFIER_PATHS, ("user", "id", "inner")])
 
 
-# JSON values as a request's members could hold them, identifiers' places included.
-_SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12)
-)
-_VALUES = st.recursive(
-    _SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(["id", "ip", "uids", "eids", "x", "é"]), inner, max_size=3
-        )
-    ),
-    max_leaves=12,
-)
-_UIDS = st.lists(st.dictionaries(st.sampled_from(["id", "atype"]), _VALUES, max_size=2), max_size=3)
-_EIDS = st.lists(
-    st.fixed_dictionaries({}, optional={"source": st.text(max_size=5), "uids": _UIDS | _VALUES}),
-    max_size=3,
-)
-_USER = st.fixed_dictionaries(
-    {},
-    optional={
-        "id": _VALUES,
-        "buyeruid": _VALUES,
-        "eids": _EIDS | _VALUES,
-        "keywords": _VALUES,
-        "ext": st.fixed_dictionaries(
-            {},
-            optional={
-                "eids": _EIDS,
-                "prebid": st.fixed_dictionaries(
-                    {}, optional={"buyeruids": st.dictionaries(st.text(max_size=5), _VALUES)}
-                ),
-            },
-        )
-        | _VALUES,
-    },
-)
-_DEVICE_MEMBERS = ("ip", "ipv6", "ifa", "didmd5", "macsha1", "ua", "os", "geo", "ext")
-_DEVICE = st.fixed_dictionaries({}, optional=dict.fromkeys(_DEVICE_MEMBERS, _VALUES))
-_REQUESTS = st.fixed_dictionaries(
-    {"id": st.text(max_size=8)},
-    optional={"device": _DEVICE | _VALUES, "user": _USER | _VALUES, "imp": _VALUES, "ext": _VALUES},
-)
-
-
-def _formatted(document: Any, indent: bool) -> bytes:
-    return orjson.dumps(document, option=orjson.OPT_INDENT_2 if indent else 0)
-
-
 @settings(max_examples=300, deadline=None)
-@given(document=_REQUESTS, indent=st.booleans(), mode=st.sampled_from(["drop", "hash"]))
+@given(document=REQUESTS, indent=st.booleans(), mode=st.sampled_from(["drop", "hash"]))
 def test_scanning_and_decoding_give_the_same_json(
     document: dict[str, Any], indent: bool, mode: Literal["drop", "hash"]
 ) -> None:
-    body = _formatted(document, indent)
+    body = formatted(document, indent)
     redactor = Redactor(mode, KEY)
     scanned = redactor.redact(body, valid=True)
     decoded = redactor.redact(body)
@@ -299,7 +242,7 @@ def test_a_deeply_nested_body_is_redacted(body: bytes) -> None:
     assert b"buyer-7" not in scanned
 
 
-_SCANNER = pytest.mark.skipif(_scanner is None, reason="the C scanner is not built")
+_SCANNER = pytest.mark.skipif(compiled is None, reason="the C scanner is not built")
 
 
 @_SCANNER
@@ -308,16 +251,16 @@ _SCANNER = pytest.mark.skipif(_scanner is None, reason="the C scanner is not bui
 def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
     """Whatever it is given, the scanner answers None, or edits inside the body in order, or
     the body shorter or as long, on one line."""
-    body = orjson.dumps(data.draw(_REQUESTS))
+    body = orjson.dumps(data.draw(REQUESTS))
     cut = data.draw(st.integers(0, len(body)))
     noise = data.draw(st.binary(max_size=8))
     at = data.draw(st.integers(0, cut))
     mutated = body[:at] + noise + body[at:cut]
     tree = _scanner_tree(Redactor("drop")._paths)
     assert tree is not None
-    assert _scanner is not None
+    assert compiled is not None
     for hashing in (False, True):
-        edits = _scanner.identifier_edits(mutated, tree, hashing)
+        edits = compiled.identifier_edits(mutated, tree, hashing)
         if edits is None:
             continue
         end = 0
@@ -325,7 +268,7 @@ def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
             assert end <= start <= stop <= len(mutated)
             assert kind in (0, 1, 2, 3)
             end = stop
-    dropped = _scanner.without_identifiers(mutated, tree)
+    dropped = compiled.without_identifiers(mutated, tree)
     if dropped is not None:
         assert b"\n" not in dropped
         assert len(dropped) <= len(mutated) + 4 * mutated.count(b",")
@@ -335,4 +278,4 @@ def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
     shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here"
 )
 def test_the_scanner_is_built_where_a_compiler_is() -> None:
-    assert _scanner is not None, "setup.py builds it: pip install -e . (make dev)"
+    assert compiled is not None, "setup.py builds it: pip install -e . (make dev)"

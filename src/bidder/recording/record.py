@@ -14,8 +14,9 @@ The body is embedded as the bytes that arrived (decompressed when it came gzippe
 decoded and encoded again: the bid path has already checked that it is JSON, and copying
 bytes is what keeps recording cheap. A body that is not JSON (a rejected request) is in
 `body_b64` instead, base64 of the raw bytes; a request refused before its body was read
-(413 by `content-length`, 415) has an empty one. `price` is the price bid, null for an
-impression not bid on.
+(413 by `content-length`, 415) has an empty one. `ts` is the arrival as unix time and
+`latency_ms` the time to answer, both to the microsecond. `price` is the price bid, null
+for an impression not bid on.
 
 The bid path hands over a `Capture`, a plain tuple of objects it already holds, and the
 queue keeps an `Entry` made of it at once: the impressions' decisions encoded, the body as
@@ -32,6 +33,8 @@ everything not encoded on the event loop happen there.
 from __future__ import annotations
 
 import base64
+import math
+from collections.abc import Callable
 from typing import Final
 
 import msgspec
@@ -40,11 +43,13 @@ from bidder.asgi import Headers
 from bidder.decision.policy import ImpDecision
 from bidder.openrtb.model import BidRequest
 from bidder.recording.redaction import Redactor, one_line
+from bidder.recording.speedups import ScannerTree, compiled
 
 RECORD_VERSION: Final = 1
 
 # The bid path's request-level no-bid reason for its own failures (counted as `error`).
 ERROR_REASON: Final = "internal_error"
+_ERROR_REASON: Final = ERROR_REASON.encode()
 # Headers that describe the request rather than the connection; a replay sends them again.
 RECORDED_HEADERS: Final = frozenset((b"content-type", b"x-openrtb-version"))
 _CONTENT_ENCODING: Final = b"content-encoding"
@@ -160,6 +165,45 @@ class RecordEncoder:
         self.redactor = redactor
         self._encode = msgspec.json.Encoder().encode
         self._id_decoder = msgspec.json.Decoder(_WithId)
+        # The compiled encoder keeps identifiers or drops them; hashing is done here.
+        self._runs = compiled is not None and (redactor is None or redactor.drop_tree is not None)
+        self._tree: ScannerTree | None = None if redactor is None else redactor.drop_tree
+
+    def encode_chunk(
+        self, entries: list[Entry], at: int, end: int, room: int, on_error: Callable[[], None]
+    ) -> tuple[bytes, int, int]:
+        """The records of `entries[at:end]`, joined, up to the one that fills `room` bytes:
+        (the bytes, where it stopped, how many records they hold).
+
+        Runs of entries go through the compiled encoder (`_speedups.c`), which writes what
+        `encode` writes, byte for byte, in a fraction of its time; the entries it leaves
+        (a body the bid path did not decode, a string JSON would escape), and every entry
+        without the module or when hashing, through `encode`. An entry that cannot be
+        encoded is left out, `on_error` called while its exception is handled."""
+        parts: list[bytes] = []
+        size = 0
+        records = 0
+        while at < end and size < room:
+            if self._runs and compiled is not None:
+                data, reached = compiled.encode_records(
+                    entries, at, end, room - size, self._tree, RECORD_VERSION, _ERROR_REASON
+                )
+                if reached > at:
+                    parts.append(data)
+                    size += len(data)
+                    records += reached - at
+                    at = reached
+                    continue
+            try:
+                line = self.encode(entries[at])
+            except Exception:  # a record the encoder cannot take must not stop the rest
+                on_error()
+            else:
+                parts.append(line)
+                size += len(line)
+                records += 1
+            at += 1
+        return b"".join(parts), at, records
 
     def encode(self, entry: Entry) -> bytes:
         request_id = entry.request_id
@@ -175,12 +219,12 @@ class RecordEncoder:
         reason = entry.reason
         return _RECORD % (
             encode(request_id or ""),
-            encode(entry.arrival),
+            fixed(entry.arrival, 6),
             entry.headers,
             body_key,
             body_value,
             entry.status,
-            encode(round(entry.elapsed * 1000, 3)),
+            fixed(entry.elapsed * 1000, 3),
             encode(entry.model_version),
             _outcome(entry.status, reason),
             encode(reason),
@@ -214,6 +258,18 @@ class RecordEncoder:
 
 class _WithId(msgspec.Struct):
     id: str | None = None
+
+
+def fixed(value: float, decimals: int) -> bytes:
+    """`value` as a JSON number in `decimals` places (the record's times: seconds to the
+    microsecond, milliseconds to the microsecond), rounded half to even, trailing zeros
+    dropped but one; null when it is not finite. The compiled encoder writes the same."""
+    if not math.isfinite(value):
+        return b"null"
+    units = round(value * 10**decimals)
+    sign = "-" if units < 0 else ""
+    whole, part = divmod(abs(units), 10**decimals)
+    return f"{sign}{whole}.{part:0{decimals}d}".rstrip("0").encode() + (b"0" if part == 0 else b"")
 
 
 def _is_utf8(body: bytes) -> bool:

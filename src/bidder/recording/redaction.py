@@ -6,8 +6,8 @@ dropped. The locations are those of OpenRTB 2.5 and 2.6, including the extended 
 2.5 carried in `user.ext.eids` and 2.6 in `user.eids`, and Prebid's per-bidder buyer ids.
 
 A body the bid path has already decoded (so known to be JSON) is redacted by editing its
-bytes: the compiled scanner `_identifiers` (built from `_identifiers.c` at install, where a C
-compiler is at hand) finds every identifier in one pass, skipping whatever is off every
+bytes: the compiled scanner (in `_speedups.c`, built at install where a C compiler is at
+hand) finds every identifier in one pass, skipping whatever is off every
 path by its brackets alone, and writes the body without them (`drop`), or lists the edits
 for the keyed hashes to be joined in here (`hash`): about 2 us a body for `drop`, where
 decoding the levels on the way and encoding them again took 7-8, which was half of what
@@ -26,9 +26,11 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 import msgspec
+
+from bidder.recording.speedups import Edits, ScannerTree, compiled
 
 RedactionMode = Literal["keep", "hash", "drop"]
 
@@ -68,36 +70,15 @@ class _Level:
     each: _Level | Literal["identifier"] | None = None
 
 
-# The scanner's codes (see `_identifiers.c`).
+# The scanner's codes (see `_speedups.c`).
 _NOTHING: Final = -1
 _IDENTIFIER: Final = -2
 _EDIT_HASH_STRING: Final = 1
 _EDIT_HASH_NUMBER: Final = 2
 _EDIT_NULL: Final = 3
-_ScannerTree = tuple[tuple[tuple[bytes, ...], tuple[int, ...], int], ...]
-_Edits = list[tuple[int, int, int]]
 
 
-class _Scanner(Protocol):
-    """The compiled module's two functions (see `_identifiers.c`)."""
-
-    def identifier_edits(self, body: bytes, tree: _ScannerTree, hashing: bool) -> _Edits | None: ...
-
-    def without_identifiers(self, body: bytes, tree: _ScannerTree) -> bytes | None: ...
-
-
-def _compiled_scanner() -> _Scanner | None:
-    try:
-        from bidder.recording import _identifiers
-    except ImportError:  # built without a C compiler: every body is redacted by decoding
-        return None
-    return _identifiers
-
-
-_scanner: Final = _compiled_scanner()
-
-
-def _scanner_tree(top: _Level) -> _ScannerTree | None:
+def _scanner_tree(top: _Level) -> ScannerTree | None:
     """`top` as the scanner takes it: a tuple of nodes, the top level first; None for paths
     it does not follow (a level where `EACH` stands beside named keys, whose values it
     would treat one way where the decoding redactor treats them both ways)."""
@@ -179,24 +160,30 @@ class Redactor:
             raise ValueError("hash redaction needs a key")
         self.mode = mode
         self._paths = _level(paths)
-        self._tree = _scanner_tree(self._paths) if _scanner is not None else None
+        self._tree = _scanner_tree(self._paths) if compiled is not None else None
         self._key = key or b""
         self._object = msgspec.json.Decoder(dict[str, msgspec.Raw])
         self._array = msgspec.json.Decoder(list[msgspec.Raw])
         self._value = msgspec.json.Decoder()
         self._encoder = msgspec.json.Encoder()
 
+    @property
+    def drop_tree(self) -> ScannerTree | None:
+        """When identifiers are dropped and the compiled scanner follows their paths, its
+        tree, with which the compiled record encoder redacts bodies itself."""
+        return self._tree if self.mode == "drop" else None
+
     def redact(self, body: bytes, *, valid: bool = False) -> bytes | None:
         """`body` without its identifiers, on one line; None when it is not a JSON object
         (identifiers in it could not be found). `valid` says the body is known to be JSON
         (decoded already), which lets the scanner edit it."""
-        if valid and self._tree is not None and _scanner is not None:
+        if valid and self._tree is not None and compiled is not None:
             if self.mode == "drop":
-                dropped = _scanner.without_identifiers(body, self._tree)
+                dropped = compiled.without_identifiers(body, self._tree)
                 if dropped is not None:
                     return dropped
             else:
-                edits = _scanner.identifier_edits(body, self._tree, True)
+                edits = compiled.identifier_edits(body, self._tree, True)
                 if edits is not None:
                     return one_line(self._hashed(body, edits))
         try:
@@ -208,7 +195,7 @@ class Redactor:
         # their text, line breaks between their tokens included.
         return one_line(self._encoder.encode(document))
 
-    def _hashed(self, body: bytes, edits: _Edits) -> bytes:
+    def _hashed(self, body: bytes, edits: Edits) -> bytes:
         if not edits:
             return body
         parts: list[bytes] = []

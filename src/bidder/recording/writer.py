@@ -166,23 +166,23 @@ class RecordWriter:
                 return
 
     def _write(self, entries: list[Entry]) -> None:
-        lines: list[bytes] = []
-        pending = 0  # bytes in `lines`
-        room = self._room()
-        for entry in entries:
-            try:
-                line = self.encoder.encode(entry)
-            except Exception:  # a record the encoder cannot take must not stop the rest
-                self._failed("a record could not be encoded", 1)
-                continue
-            lines.append(line)
-            pending += len(line)
-            if pending >= room or len(lines) == CHUNK_RECORDS:
-                self._append(b"".join(lines), len(lines))
-                lines, pending, room = [], 0, self._room()
-                time.sleep(0)  # lets the event loop have the GIL between chunks
-        if lines:
-            self._append(b"".join(lines), len(lines))
+        at, count = 0, len(entries)
+        while at < count:
+            at = self._write_chunk(entries, at, min(count, at + CHUNK_RECORDS))
+            time.sleep(0)  # lets the event loop have the GIL between chunks
+
+    def _write_chunk(self, entries: list[Entry], at: int, end: int) -> int:
+        """Writes `entries[at:end]`, or as many as fill the open file; returns where it
+        stopped."""
+        data, reached, records = self.encoder.encode_chunk(
+            entries, at, end, self._room(), self._encoding_failed
+        )
+        if records:
+            self._append(data, records)
+        return reached
+
+    def _encoding_failed(self) -> None:
+        self._failed("a record could not be encoded", 1)
 
     def _room(self) -> int:
         """Bytes of records the open file takes before it is closed."""

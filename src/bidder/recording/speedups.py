@@ -1,0 +1,45 @@
+"""The recorder's compiled module, `_speedups` (built from `_speedups.c`), where it exists.
+
+It is optional: where no C compiler was at hand at install, the install went on without it,
+and redaction and record encoding run in Python alone, giving the same records a few
+microseconds slower a record. `compiled` is the module, or None.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Protocol
+
+# The identifier paths as the scanner takes them (see `_speedups.c`).
+ScannerTree = tuple[tuple[tuple[bytes, ...], tuple[int, ...], int], ...]
+# Edits of a body: (start, end, kind).
+Edits = list[tuple[int, int, int]]
+
+
+class Speedups(Protocol):
+    """The compiled module's functions; `_speedups.c` describes each."""
+
+    def identifier_edits(self, body: bytes, tree: ScannerTree, hashing: bool) -> Edits | None: ...
+
+    def without_identifiers(self, body: bytes, tree: ScannerTree) -> bytes | None: ...
+
+    def encode_records(
+        self,
+        entries: list[Any],
+        start: int,
+        end: int,
+        room: int,
+        tree: ScannerTree | None,
+        version: int,
+        error_reason: bytes,
+    ) -> tuple[bytes, int]: ...
+
+
+def _load() -> Speedups | None:
+    try:
+        from bidder.recording import _speedups
+    except ImportError:  # built without a C compiler
+        return None
+    return _speedups
+
+
+compiled: Final = _load()
