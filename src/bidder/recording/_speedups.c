@@ -30,6 +30,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -653,7 +654,50 @@ static char *put_integer(char *to, unsigned long value) {
     return to;
 }
 
+/* Where an entry's fields are: the queue's entries are all of one type, whose fields are
+   slots (member descriptors), read straight from the object rather than looked up by name
+   each time. `type` NULL: looked up by name. */
 typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t offsets[FIELD_COUNT];
+} Layout;
+
+static void find_layout(Layout *layout, PyTypeObject *type) {
+    layout->type = NULL;
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        PyObject *descriptor = PyObject_GetAttr((PyObject *)type, field_names[i]);
+        if (descriptor == NULL) {
+            PyErr_Clear();
+            return;
+        }
+        int usable = Py_IS_TYPE(descriptor, &PyMemberDescr_Type) &&
+                     ((PyMemberDescrObject *)descriptor)->d_member->type == T_OBJECT_EX;
+        if (usable) {
+            layout->offsets[i] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
+        }
+        Py_DECREF(descriptor);
+        if (!usable) {
+            return;
+        }
+    }
+    layout->type = type;
+}
+
+/* `entry`'s field `field`, a new reference; NULL with an exception set when it has none. */
+static PyObject *field_of(const Layout *layout, PyObject *entry, int field) {
+    if (Py_TYPE(entry) != layout->type) {
+        return PyObject_GetAttr(entry, field_names[field]);
+    }
+    PyObject *value = *(PyObject **)((char *)entry + layout->offsets[field]);
+    if (value == NULL) {
+        PyErr_SetObject(PyExc_AttributeError, field_names[field]);
+        return NULL;
+    }
+    return Py_NewRef(value);
+}
+
+typedef struct {
+    Layout layout;
     PyObject *tree;  /* None: identifiers kept */
     long version;
     const char *error_reason;
@@ -667,7 +711,7 @@ static int encode_entry(Encoding *encoding, PyObject *entry, Output *out) {
     PyObject *fields[FIELD_COUNT] = {NULL};
     int outcome = -1;
     for (int i = 0; i < FIELD_COUNT; i++) {
-        fields[i] = PyObject_GetAttr(entry, field_names[i]);
+        fields[i] = field_of(&encoding->layout, entry, i);
         if (fields[i] == NULL) {
             goto done;
         }
@@ -772,6 +816,30 @@ done:
     return outcome;
 }
 
+/* The entries were made by the event loop up to a drain interval ago, and are mostly out of
+   the cache: the next entries and the start of the next body are fetched while this one is
+   encoded. */
+static void prefetch_ahead(const Layout *layout, PyObject *entries, Py_ssize_t at,
+                           Py_ssize_t end) {
+    if (at + 2 < end) {
+        const char *entry = (const char *)PyList_GET_ITEM(entries, at + 2);
+        __builtin_prefetch(entry);
+        __builtin_prefetch(entry + 64);
+    }
+    if (at + 1 < end && layout->type != NULL) {
+        PyObject *entry = PyList_GET_ITEM(entries, at + 1);
+        PyObject *body = Py_TYPE(entry) == layout->type
+                             ? *(PyObject **)((char *)entry + layout->offsets[F_BODY])
+                             : NULL;
+        if (body != NULL && PyBytes_CheckExact(body)) {
+            const char *text = PyBytes_AS_STRING(body);
+            for (Py_ssize_t line = 0; line < Py_MIN(PyBytes_GET_SIZE(body), 512); line += 64) {
+                __builtin_prefetch(text + line);
+            }
+        }
+    }
+}
+
 static PyObject *encode_records(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *entries, *tree;
@@ -790,7 +858,12 @@ static PyObject *encode_records(PyObject *module, PyObject *args) {
     Output out = {NULL, 0, 0};
     Py_ssize_t at = start < 0 ? 0 : start;
     PyObject *answer = NULL;
-    while (at < end && at < PyList_GET_SIZE(entries) && out.size < room) {
+    end = Py_MIN(end, PyList_GET_SIZE(entries));
+    if (at < end) {
+        find_layout(&encoding.layout, Py_TYPE(PyList_GET_ITEM(entries, at)));
+    }
+    while (at < end && out.size < room) {
+        prefetch_ahead(&encoding.layout, entries, at, end);
         int encoded = encode_entry(&encoding, PyList_GET_ITEM(entries, at), &out);
         if (encoded < 0) {
             goto done;
