@@ -312,33 +312,130 @@ static int scan_array(Scan *scan, int node, int depth) {
     }
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Where SSE2 is (every x86-64), a skipped container is crossed 64 bytes at a time, as
+   simdjson finds structure: bit masks of the block's quotes and brackets, the bytes inside
+   strings found by a running XOR of the quotes (a prefix XOR), and only the brackets outside
+   strings counted, one set bit at a time. A block with a backslash in it (an escape, which
+   could hide a quote) is left to the byte loop. */
+typedef struct {
+    uint64_t quotes, backslashes, opens, closes;
+} Block;
+
+static inline uint64_t bits_of(__m128i a, __m128i b, __m128i c, __m128i d, __m128i byte) {
+    return (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(a, byte)) |
+           (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(b, byte)) << 16 |
+           (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(c, byte)) << 32 |
+           (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(d, byte)) << 48;
+}
+
+static inline Block classify(const unsigned char *text) {
+    __m128i a = _mm_loadu_si128((const __m128i *)text);
+    __m128i b = _mm_loadu_si128((const __m128i *)(text + 16));
+    __m128i c = _mm_loadu_si128((const __m128i *)(text + 32));
+    __m128i d = _mm_loadu_si128((const __m128i *)(text + 48));
+    /* '[' and ']' are '{' and '}' without bit 5, and no other byte is: one compare each. */
+    __m128i bit5 = _mm_set1_epi8(0x20);
+    Block block = {
+        bits_of(a, b, c, d, _mm_set1_epi8('"')),
+        bits_of(a, b, c, d, _mm_set1_epi8('\\')),
+        bits_of(_mm_or_si128(a, bit5), _mm_or_si128(b, bit5), _mm_or_si128(c, bit5),
+                _mm_or_si128(d, bit5), _mm_set1_epi8('{')),
+        bits_of(_mm_or_si128(a, bit5), _mm_or_si128(b, bit5), _mm_or_si128(c, bit5),
+                _mm_or_si128(d, bit5), _mm_set1_epi8('}')),
+    };
+    return block;
+}
+
+/* Bit i set when an odd number of bits 0..i of `bits` are. */
+static inline uint64_t prefix_xor(uint64_t bits) {
+    bits ^= bits << 1;
+    bits ^= bits << 2;
+    bits ^= bits << 4;
+    bits ^= bits << 8;
+    bits ^= bits << 16;
+    bits ^= bits << 32;
+    return bits;
+}
+
+/* Crosses whole blocks from `scan->at`, `*nesting` brackets deep: 1 when the container ends
+   in them (`scan->at` past it), 0 when a block with a backslash or the body's last 63 bytes
+   come first (`scan->at` at that block, outside any string), -1 on an error. */
+static int skip_blocks(Scan *scan, Py_ssize_t *nesting) {
+    const unsigned char *text = (const unsigned char *)scan->text;
+    uint64_t inside = 0; /* all ones when the block before ended inside a string */
+    while (scan->at + 64 <= scan->size) {
+        Block block = classify(text + scan->at);
+        if (block.backslashes) {
+            break;
+        }
+        uint64_t strings = prefix_xor(block.quotes) ^ inside;
+        uint64_t opens = block.opens & ~strings;
+        uint64_t brackets = opens | (block.closes & ~strings);
+        for (; brackets; brackets &= brackets - 1) {
+            int bit = __builtin_ctzll(brackets);
+            if ((opens >> bit) & 1) {
+                ++*nesting;
+            } else if (--*nesting == 0) {
+                scan->at += bit + 1;
+                return 1;
+            }
+        }
+        inside = (uint64_t)((int64_t)strings >> 63);
+        scan->at += 64;
+    }
+    if (inside) {
+        /* The string the last block ended in goes on into bytes left to the byte loop: its
+           end is found here (the byte before `at`, in that string, is not a backslash). */
+        int escaped;
+        scan->at--;
+        return scan_string(scan, &escaped);
+    }
+    return 0;
+}
+#endif
+
 /* An object or array off every path: only its end is wanted, so only strings and brackets
    are looked at (the body is known to be valid JSON), and without recursion. */
 static int skip_container(Scan *scan) {
     const unsigned char *text = (const unsigned char *)scan->text;
     Py_ssize_t nesting = 0;
-    while (scan->at < scan->size) {
-        if (!structural[text[scan->at]]) {
-            scan->at++;
-            continue;
+    for (;;) {
+        Py_ssize_t bytes_until = PY_SSIZE_T_MAX; /* the byte loop's end; blocks after it */
+#if defined(__SSE2__)
+        int ended = skip_blocks(scan, &nesting);
+        if (ended != 0) {
+            return ended > 0 ? 0 : -1;
         }
-        char c = scan->text[scan->at];
-        if (c == '"') {
-            int escaped;
-            if (scan_string(scan, &escaped) < 0) {
-                return -1;
+        bytes_until = scan->at + 64;
+#endif
+        while (scan->at < scan->size && scan->at < bytes_until) {
+            if (!structural[text[scan->at]]) {
+                scan->at++;
+                continue;
             }
-            continue;
-        }
-        if (c == '{' || c == '[') {
-            nesting++;
-        } else if ((c == '}' || c == ']') && --nesting == 0) {
+            char c = scan->text[scan->at];
+            if (c == '"') {
+                int escaped;
+                if (scan_string(scan, &escaped) < 0) {
+                    return -1;
+                }
+                continue;
+            }
+            if (c == '{' || c == '[') {
+                nesting++;
+            } else if ((c == '}' || c == ']') && --nesting == 0) {
+                scan->at++;
+                return 0;
+            }
             scan->at++;
-            return 0;
         }
-        scan->at++;
+        if (scan->at >= scan->size) {
+            return fail(scan);
+        }
     }
-    return fail(scan);
 }
 
 static int scan_value(Scan *scan, int node, int depth) {
