@@ -1,4 +1,6 @@
-/* Where a JSON request body's identifiers are, for `redaction.py`, in one pass over its bytes.
+/* The traffic recorder's writer, its costly parts in C: where a JSON request body's
+   identifiers are, for `redaction.py`, in one pass over its bytes, and (at the end of this
+   file) records written from the queue's entries, for `record.py`.
 
    without_identifiers(body, tree) -> bytes | None
        `body` with every identifier that is not null removed, on one line (line breaks
