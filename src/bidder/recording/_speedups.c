@@ -701,46 +701,8 @@ static const char *plain_string(PyObject *value, Py_ssize_t *length) {
     return text;
 }
 
-/* Writes `value` in `decimals` places, as `fixed` in `record.py` does: rounded to the
-   nearest unit of the last place (half to even, as Python's round), trailing zeros dropped
-   but one. `text` takes 32 bytes; 0 when the value is negative, not finite, or past 2^53
-   units (left to RecordEncoder). */
-static Py_ssize_t fixed(double value, int decimals, char *text) {
-    static const double scales[] = {1.0, 10.0, 100.0, 1000.0, 1e4, 1e5, 1e6};
-    double units = rint(value * scales[decimals]);
-    if (!(units >= 0.0 && units < 9007199254740992.0)) {
-        return 0;
-    }
-    uint64_t whole = (uint64_t)units;
-    char digits[24];
-    int count = 0;
-    do {
-        digits[count++] = (char)('0' + whole % 10);
-        whole /= 10;
-    } while (whole != 0 || count <= decimals);
-    Py_ssize_t length = 0;
-    for (int i = count - 1; i >= decimals; i--) {
-        text[length++] = digits[i];
-    }
-    text[length++] = '.';
-    int last = 0;  /* the last non-zero decimal, counted from the point; at least one */
-    for (int i = 0; i < decimals; i++) {
-        if (digits[i] != '0') {
-            last = decimals - i;
-            break;
-        }
-    }
-    if (last == 0) {
-        last = 1;
-    }
-    for (int i = decimals - 1; i >= decimals - last; i--) {
-        text[length++] = digits[i];
-    }
-    return length;
-}
-
 /* Writes a non-negative integer; returns the end. */
-static char *put_integer(char *to, unsigned long value) {
+static char *put_integer(char *to, uint64_t value) {
     char digits[24];
     int count = 0;
     do {
@@ -751,6 +713,30 @@ static char *put_integer(char *to, unsigned long value) {
         *to++ = digits[--count];
     }
     return to;
+}
+
+/* Writes `value` in `decimals` places (1 to 6), as `fixed` in `record.py` does: rounded to
+   the nearest unit of the last place (half to even, as Python's round), trailing zeros
+   dropped but one. `text` takes 32 bytes; 0 when the value is negative, not finite, or
+   past 2^53 units (left to RecordEncoder). */
+static Py_ssize_t fixed(double value, int decimals, char *text) {
+    static const uint64_t scales[] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+    double units = rint(value * (double)scales[decimals]);
+    if (!(units >= 0.0 && units < 9007199254740992.0)) {
+        return 0;
+    }
+    uint64_t part = (uint64_t)units % scales[decimals];
+    char *to = put_integer(text, (uint64_t)units / scales[decimals]);
+    *to++ = '.';
+    int places = decimals;
+    while (places > 1 && part % 10 == 0) {
+        part /= 10;
+        places--;
+    }
+    for (char *digit = to + places; digit > to; part /= 10) {
+        *--digit = (char)('0' + part % 10);
+    }
+    return to + places - text;
 }
 
 /* Where an entry's fields are: the queue's entries are all of one type, whose fields are
@@ -874,7 +860,7 @@ static int encode_entry(Encoding *encoding, PyObject *entry, Output *out) {
     }
     char *to = out->data + out->size;
     to = PUT_LITERAL(to, "{\"v\":");
-    to = put_integer(to, (unsigned long)encoding->version);
+    to = put_integer(to, (uint64_t)encoding->version);
     to = PUT_LITERAL(to, ",\"id\":\"");
     to = put(to, id, id_length);
     to = PUT_LITERAL(to, "\",\"ts\":");
@@ -888,7 +874,7 @@ static int encode_entry(Encoding *encoding, PyObject *entry, Output *out) {
         to = copy_on_one_line(to, body, body_length);
     }
     to = PUT_LITERAL(to, ",\"status\":");
-    to = put_integer(to, (unsigned long)status);
+    to = put_integer(to, (uint64_t)status);
     to = PUT_LITERAL(to, ",\"latency_ms\":");
     to = put(to, latency, latency_length);
     to = PUT_LITERAL(to, ",\"model_version\":\"");
