@@ -165,9 +165,9 @@ class RecordEncoder:
         self.redactor = redactor
         self._encode = msgspec.json.Encoder().encode
         self._id_decoder = msgspec.json.Decoder(_WithId)
-        # The compiled encoder keeps identifiers or drops them; hashing is done here.
-        self._runs = compiled is not None and (redactor is None or redactor.drop_tree is not None)
+        # The compiled encoder keeps identifiers (no tree) or drops them; hashing is done here.
         self._tree: ScannerTree | None = None if redactor is None else redactor.drop_tree
+        self._compiled = compiled if redactor is None or self._tree is not None else None
 
     def encode_chunk(
         self, entries: list[Entry], at: int, end: int, room: int, on_error: Callable[[], None]
@@ -184,8 +184,8 @@ class RecordEncoder:
         size = 0
         records = 0
         while at < end and size < room:
-            if self._runs and compiled is not None:
-                data, reached = compiled.encode_records(
+            if self._compiled is not None:
+                data, reached = self._compiled.encode_records(
                     entries, at, end, room - size, self._tree, RECORD_VERSION, _ERROR_REASON
                 )
                 if reached > at:
