@@ -41,6 +41,9 @@ class FaultServer:
         self.last_headers: dict[str, str] = {}
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
+        # A connection accepted just before a stop reaches its handler only after it: the
+        # handler must drop it then, as a dead process would, rather than serve it.
+        self._listening = False
         self._clients: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -60,8 +63,10 @@ class FaultServer:
         self._server = await asyncio.start_server(
             self._handle, "127.0.0.1", self.port, reuse_address=True
         )
+        self._listening = True
 
     async def _stop(self) -> None:
+        self._listening = False
         if self._server is not None:
             self._server.close()
             for writer in list(self._clients):
@@ -69,6 +74,9 @@ class FaultServer:
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._listening:
+            writer.transport.abort()
+            return
         self._clients.add(writer)
         try:
             while True:

@@ -80,14 +80,18 @@ def test_an_endpoint_name_that_does_not_resolve_keeps_the_bidder_up_and_not_read
 
 @dataclass
 class LoadRecord:
-    """What each bid request of a load got, and when it was sent (monotonic seconds)."""
+    """What each bid request of a load got: (sent, answered, status), times in monotonic
+    seconds."""
 
-    answers: list[tuple[float, int]] = field(default_factory=list)
+    answers: list[tuple[float, float, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def statuses(self, start: float, end: float) -> list[int]:
-        return [status for at, status in self.answers if start <= at < end]
+        """The answers to requests sent at `start` or later and answered before `end`."""
+        return [
+            status for sent, answered, status in self.answers if start <= sent and answered < end
+        ]
 
 
 def _counter(http: httpx.Client, sample: str) -> float:
@@ -104,12 +108,13 @@ def _load(url: str, stop: threading.Event, record: LoadRecord) -> None:
             sent = time.monotonic()
             try:
                 status = http.post("/openrtb2/bid", json=banner_request()).status_code
+                answered = time.monotonic()
             except httpx.HTTPError as exc:
                 with record.lock:
                     record.errors.append(repr(exc))
                 continue
             with record.lock:
-                record.answers.append((sent, status))
+                record.answers.append((sent, answered, status))
 
 
 def test_an_endpoint_restarted_mid_load_costs_no_bids_then_bidding_resumes(
@@ -128,8 +133,9 @@ def test_an_endpoint_restarted_mid_load_costs_no_bids_then_bidding_resumes(
             endpoint.stop()  # every connection to it is dropped, as when its process dies
             stopped = time.monotonic()
             time.sleep(1.0)
-            endpoint.start()  # the same port, new connections needed
+            # Taken before the start: a request in flight while it is under way may be scored.
             restarted = time.monotonic()
+            endpoint.start()  # the same port, new connections needed
             time.sleep(1.5)
         finally:
             stop.set()
@@ -137,13 +143,13 @@ def test_an_endpoint_restarted_mid_load_costs_no_bids_then_bidding_resumes(
             load.result()
     ended = time.monotonic()
     assert record.errors == []
-    statuses = {status for _, status in record.answers}
+    statuses = {status for _, _, status in record.answers}
     assert statuses <= {200, 204}, "only bids and no-bids, never a 5xx"
     assert 200 in record.statuses(0, stopped), "bidding before the restart"
     during = record.statuses(stopped, restarted)
     assert during, "requests were answered while the endpoint was down"
     assert set(during) == {204}
-    resumed = [at for at, status in record.answers if at >= restarted and status == 200]
+    resumed = [sent for sent, _, status in record.answers if sent >= restarted and status == 200]
     assert resumed, "bidding resumed after the restart"
     # The breaker probes every interval: the first bid comes within a few of them.
     assert resumed[0] - restarted < probe_interval + 1.0
