@@ -7,7 +7,9 @@ import gzip
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -16,9 +18,11 @@ from hypothesis import strategies as st
 from bidder.asgi import Headers
 from bidder.decision.policy import ImpDecision, NoBidReason
 from bidder.openrtb import decode_bid_request
+from bidder.openrtb.model import BidRequest, Imp
 from bidder.recording import record
 from bidder.recording.record import (
     ERROR_REASON,
+    Capture,
     Entry,
     EntryMaker,
     RecordEncoder,
@@ -209,22 +213,11 @@ def test_chunks_are_what_encode_writes_record_by_record(entries: list[Entry], mo
 def test_the_compiled_encoder_takes_the_bid_paths_entries_whole(mode: str) -> None:
     """Decided requests (impressions bid, priced, declined by reason) never fall back to
     Python: the fallback would hide a slow path in plain sight."""
-    request = decode_bid_request(orjson.dumps(REQUEST))
-    assert request.imp is not None
-    decisions = [
-        ImpDecision(request.imp[0], 0.31, 2.5),
-        ImpDecision(request.imp[1], 0.2, 0.9, reason=NoBidReason.BELOW_FLOOR),
-    ]
-    verdicts: list[Verdict] = [
-        (200, request, None, decisions),
-        (204, request, NoBidReason.BELOW_THRESHOLD, None),
-        (204, request, ERROR_REASON, None),
-    ]
     make = EntryMaker()
     entries = [
         make((time.time(), HEADERS, capture[2], 0.000412, "v@3", verdict))
         for capture in captures(20)
-        for verdict in verdicts
+        for verdict in _bid_path_verdicts()
     ]
     assert compiled is not None
     redactor = _REDACTORS[mode]
@@ -264,6 +257,70 @@ def test_without_the_compiled_module_chunks_are_encoded_in_python(
     assert data == _reference(encoder, entries)[0]
 
 
+# The compiled entry parts (`entry_parts`) against `EntryMaker`'s Python.
+
+_HEADER_LISTS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [b"content-type", b"x-openrtb-version", b"content-encoding", b"host", b"Content-Type"]
+        ),
+        st.sampled_from([b"application/json", b"2.6", b"gzip", b"", b'a"b', b"a\\b", b"\xe9"])
+        | st.binary(max_size=6),
+    ),
+    max_size=5,
+)
+_SCORES = st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e16, 1e-7])
+_IMPS = st.builds(Imp, id=st.none() | _STRINGS)
+_DECISIONS = st.builds(
+    ImpDecision,
+    imp=_IMPS,
+    score=st.floats(allow_nan=True, allow_infinity=True),
+    price=_SCORES,
+    reason=st.none() | st.sampled_from(list(NoBidReason)),
+)
+
+
+@_COMPILED
+@given(
+    headers=_HEADER_LISTS,
+    gzipped=st.booleans(),
+    request=st.none() | st.builds(BidRequest, imp=st.none() | st.lists(_IMPS, max_size=3)),
+    reason=st.none() | _STRINGS | st.sampled_from(list(NoBidReason)),
+    decisions=st.none() | st.lists(_DECISIONS, max_size=3),
+)
+@settings(max_examples=400)
+def test_compiled_entries_hold_what_the_python_encodes(
+    headers: Headers,
+    gzipped: bool,
+    request: BidRequest | None,
+    reason: str | None,
+    decisions: list[ImpDecision] | None,
+) -> None:
+    body = (b"\x1f\x8b" if gzipped else b"") + b'{"id":"r"}'
+    capture: Capture = (1.0, headers, body, 0.001, "v", (200, request, reason, decisions))
+    with mock.patch.object(record, "compiled", None):
+        python = EntryMaker()
+    try:
+        expected = python(capture)
+    except UnicodeEncodeError:  # a lone surrogate: the capture is not recorded
+        with pytest.raises(UnicodeEncodeError):
+            EntryMaker()(capture)
+        return
+    made = EntryMaker()(capture)
+    assert orjson.loads(made.headers) == orjson.loads(expected.headers)
+    assert orjson.loads(made.imps) == orjson.loads(expected.imps)
+    assert msgspec.structs.replace(made, headers=expected.headers, imps=expected.imps) == expected
+
+
+@_COMPILED
+def test_the_bid_paths_captures_never_reach_the_python_entry_encoding() -> None:
+    body = orjson.dumps(REQUEST)
+    make = EntryMaker()
+    with mock.patch.object(record, "_recorded_imps", side_effect=AssertionError("Python path")):
+        for verdict in [*_bid_path_verdicts(), (400, None, None, None)]:
+            make((time.time(), [*HEADERS, (b"host", b"bidder")], body, 0.0004, "v@3", verdict))
+
+
 @pytest.mark.parametrize(
     ("value", "decimals", "text"),
     [
@@ -280,6 +337,22 @@ def test_without_the_compiled_module_chunks_are_encoded_in_python(
 )
 def test_times_are_written_in_fixed_places(value: float, decimals: int, text: bytes) -> None:
     assert fixed(value, decimals) == text
+
+
+def _bid_path_verdicts() -> list[Verdict]:
+    """The bid path's verdicts on `REQUEST`: impressions bid (with a model's score, in full
+    precision) and declined below the floor, the request declined by reason, and failed."""
+    request = decode_bid_request(orjson.dumps(REQUEST))
+    assert request.imp is not None
+    decisions = [
+        ImpDecision(request.imp[0], 0.3104512345678901, 2.5),
+        ImpDecision(request.imp[1], 0.2, 0.9, reason=NoBidReason.BELOW_FLOOR),
+    ]
+    return [
+        (200, request, None, decisions),
+        (204, request, NoBidReason.BELOW_THRESHOLD, None),
+        (204, request, ERROR_REASON, None),
+    ]
 
 
 def _no_error() -> None:

@@ -1,6 +1,7 @@
-/* The traffic recorder's writer, its costly parts in C: where a JSON request body's
-   identifiers are, for `redaction.py`, in one pass over its bytes, and (at the end of this
-   file) records written from the queue's entries, for `record.py`.
+/* The traffic recorder's costly parts in C: where a JSON request body's identifiers are,
+   for `redaction.py`, in one pass over its bytes; records written from the queue's entries,
+   for `record.py`'s writer; and (at the end of this file) the parts of an entry that the
+   event loop encodes, for `record.py`'s `EntryMaker`.
 
    without_identifiers(body, tree) -> bytes | None
        `body` with every identifier that is not null removed, on one line (line breaks
@@ -608,7 +609,7 @@ static int reserve(Output *out, Py_ssize_t more) {
     if (out->size + more <= out->room) {
         return 0;
     }
-    Py_ssize_t room = out->room ? out->room : 64 * 1024;
+    Py_ssize_t room = out->room ? out->room : 256;
     while (room < out->size + more) {
         room *= 2;
     }
@@ -946,6 +947,10 @@ static PyObject *encode_records(PyObject *module, PyObject *args) {
     end = Py_MIN(end, PyList_GET_SIZE(entries));
     if (at < end) {
         find_layout(&encoding.layout, Py_TYPE(PyList_GET_ITEM(entries, at)));
+        /* A chunk's lines are mostly a few hundred kilobytes: no growing by small steps. */
+        if (reserve(&out, 64 * 1024) < 0) {
+            return NULL;
+        }
     }
     while (at < end && out.size < room) {
         prefetch_ahead(&encoding.layout, entries, at, end);
@@ -965,6 +970,244 @@ done:
     return answer;
 }
 
+/* ---- Entries -------------------------------------------------------------------------
+
+   entry_parts(headers, body, names, gzip_names, request, reason, decisions)
+       -> (bytes, bytes) | None
+
+   The two parts of a queue entry that the event loop encodes (`record.py`'s `EntryMaker`),
+   for one request: its recorded headers, a JSON object of the `headers` (ASGI's list of
+   (name, value) pairs) named in `names` (`gzip_names` for a body starting with gzip's
+   magic number), in their order; and its decision's `imps`, a JSON array, one object per
+   decision in `decisions` or, when there are none, per impression of `request` with the
+   request's `reason`. The same JSON values as `EntryMaker`'s Python (numbers in Python's
+   shortest form), in a fraction of its time.
+
+   None leaves the request to the Python: a recorded header twice or with a byte JSON
+   would escape or that is not ASCII, a string JSON would escape, a number not finite,
+   anything not of the expected type. */
+
+enum { A_IMP, A_ID, A_SCORE, A_PRICE, A_REASON, ATTRIBUTE_COUNT };
+static PyObject *attribute_names[ATTRIBUTE_COUNT];
+static const char *const attribute_texts[ATTRIBUTE_COUNT] = {"imp", "id", "score", "price", "reason"};
+
+/* Whether `text` goes between JSON quotes as it is, and reads the same as latin-1 (the
+   recorded headers' decoding): printable ASCII other than a quote or a backslash. */
+static int plain_ascii(const char *text, Py_ssize_t length) {
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c > 0x7E || c == '"' || c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Appends `"text"`; 0 when `text` is not plain, -1 with an exception set. */
+static int put_quoted(Output *out, const char *text, Py_ssize_t length) {
+    if (reserve(out, length + 2) < 0) {
+        return -1;
+    }
+    char *to = out->data + out->size;
+    *to++ = '"';
+    to = put(to, text, length);
+    *to++ = '"';
+    out->size = to - out->data;
+    return 1;
+}
+
+static int put_text(Output *out, const char *text, Py_ssize_t length) {
+    if (reserve(out, length) < 0) {
+        return -1;
+    }
+    put(out->data + out->size, text, length);
+    out->size += length;
+    return 1;
+}
+
+#define PUT_TEXT(out, text) put_text((out), (text), (Py_ssize_t)sizeof(text) - 1)
+
+/* Appends `value`, a string JSON writes as it is, or null for None. */
+static int put_string_or_null(Output *out, PyObject *value) {
+    if (value == Py_None) {
+        return PUT_TEXT(out, "null");
+    }
+    Py_ssize_t length;
+    const char *text = plain_string(value, &length);
+    return text == NULL ? 0 : put_quoted(out, text, length);
+}
+
+/* Appends `value`, a finite float in Python's shortest form, or null for None. */
+static int put_number_or_null(Output *out, PyObject *value) {
+    if (value == Py_None) {
+        return PUT_TEXT(out, "null");
+    }
+    if (!PyFloat_Check(value) || !isfinite(PyFloat_AS_DOUBLE(value))) {
+        return 0;
+    }
+    char *text = PyOS_double_to_string(PyFloat_AS_DOUBLE(value), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL) {
+        return -1;
+    }
+    int outcome = put_text(out, text, (Py_ssize_t)strlen(text));
+    PyMem_Free(text);
+    return outcome;
+}
+
+/* The recorded headers; see above. */
+static int put_headers(Output *out, PyObject *headers, PyObject *names) {
+    if (!PyList_CheckExact(headers) || PyTuple_GET_SIZE(names) > 32) {
+        return 0;
+    }
+    uint32_t seen = 0;
+    int outcome = PUT_TEXT(out, "{");
+    for (Py_ssize_t i = 0; outcome > 0 && i < PyList_GET_SIZE(headers); i++) {
+        PyObject *header = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_CheckExact(header) || PyTuple_GET_SIZE(header) != 2 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(header, 0)) ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(header, 1))) {
+            return 0;
+        }
+        PyObject *name = PyTuple_GET_ITEM(header, 0);
+        Py_ssize_t index = 0;
+        while (index < PyTuple_GET_SIZE(names) &&
+               !(PyBytes_GET_SIZE(PyTuple_GET_ITEM(names, index)) == PyBytes_GET_SIZE(name) &&
+                 memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(names, index)),
+                        PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name)) == 0)) {
+            index++;
+        }
+        if (index == PyTuple_GET_SIZE(names)) {
+            continue;
+        }
+        PyObject *value = PyTuple_GET_ITEM(header, 1);
+        if ((seen & (1u << index)) ||
+            !plain_ascii(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name)) ||
+            !plain_ascii(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))) {
+            return 0;
+        }
+        if (seen && (outcome = PUT_TEXT(out, ",")) <= 0) {
+            break;
+        }
+        seen |= 1u << index;
+        if ((outcome = put_quoted(out, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))) > 0 &&
+            (outcome = PUT_TEXT(out, ":")) > 0) {
+            outcome = put_quoted(out, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+        }
+    }
+    return outcome > 0 ? PUT_TEXT(out, "}") : outcome;
+}
+
+/* One impression's object: `imp`'s id, then bid, price, score and reason. */
+static int put_imp(Output *out, PyObject *imp, int bid, PyObject *price, PyObject *score,
+                   PyObject *reason) {
+    PyObject *id = PyObject_GetAttr(imp, attribute_names[A_ID]);
+    if (id == NULL) {
+        return -1;
+    }
+    int outcome = PUT_TEXT(out, "{\"id\":");
+    if (outcome > 0) {
+        outcome = id == Py_None ? PUT_TEXT(out, "\"\"") : put_string_or_null(out, id);
+    }
+    Py_DECREF(id);
+    if (outcome > 0) {
+        outcome = bid ? PUT_TEXT(out, ",\"bid\":true,\"price\":")
+                      : PUT_TEXT(out, ",\"bid\":false,\"price\":");
+    }
+    if (outcome > 0 && (outcome = put_number_or_null(out, price)) > 0 &&
+        (outcome = PUT_TEXT(out, ",\"score\":")) > 0 &&
+        (outcome = put_number_or_null(out, score)) > 0 &&
+        (outcome = PUT_TEXT(out, ",\"reason\":")) > 0 &&
+        (outcome = put_string_or_null(out, reason)) > 0) {
+        outcome = PUT_TEXT(out, "}");
+    }
+    return outcome;
+}
+
+/* A decision's object: a bid has a price and no reason, a no-bid a reason and no price. */
+static int put_decision(Output *out, PyObject *decision) {
+    PyObject *values[4] = {NULL};
+    static const int attributes[4] = {A_IMP, A_SCORE, A_PRICE, A_REASON};
+    int outcome = -1;
+    for (int i = 0; i < 4; i++) {
+        if ((values[i] = PyObject_GetAttr(decision, attribute_names[attributes[i]])) == NULL) {
+            goto done;
+        }
+    }
+    int bid = values[3] == Py_None;
+    outcome = put_imp(out, values[0], bid, bid ? values[2] : Py_None, values[1], values[3]);
+done:
+    for (int i = 0; i < 4; i++) {
+        Py_XDECREF(values[i]);
+    }
+    return outcome;
+}
+
+/* The decision's impressions; see above. */
+static int put_imps(Output *out, PyObject *request, PyObject *reason, PyObject *decisions) {
+    PyObject *items;
+    if (decisions != Py_None) {
+        items = Py_NewRef(decisions);
+    } else if (request == Py_None) {
+        return PUT_TEXT(out, "[]");
+    } else if ((items = PyObject_GetAttr(request, attribute_names[A_IMP])) == NULL) {
+        return -1;
+    }
+    int outcome = 0;
+    if (items == Py_None) {
+        outcome = PUT_TEXT(out, "[]");
+    } else if (PyList_CheckExact(items)) {
+        outcome = PUT_TEXT(out, "[");
+        for (Py_ssize_t i = 0; outcome > 0 && i < PyList_GET_SIZE(items); i++) {
+            if (i > 0 && (outcome = PUT_TEXT(out, ",")) <= 0) {
+                break;
+            }
+            PyObject *item = PyList_GET_ITEM(items, i);
+            outcome = decisions != Py_None ? put_decision(out, item)
+                                           : put_imp(out, item, 0, Py_None, Py_None, reason);
+        }
+        if (outcome > 0) {
+            outcome = PUT_TEXT(out, "]");
+        }
+    }
+    Py_DECREF(items);
+    return outcome;
+}
+
+static PyObject *entry_parts(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *headers, *body, *names, *gzip_names, *request, *reason, *decisions;
+    if (!PyArg_ParseTuple(args, "OOO!O!OOO", &headers, &body, &PyTuple_Type, &names,
+                          &PyTuple_Type, &gzip_names, &request, &reason, &decisions)) {
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(body)) {
+        Py_RETURN_NONE;
+    }
+    int gzipped = PyBytes_GET_SIZE(body) >= 2 && memcmp(PyBytes_AS_STRING(body), "\x1f\x8b", 2) == 0;
+    PyObject *recorded = gzipped ? gzip_names : names;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(recorded); i++) {
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(recorded, i))) {
+            PyErr_SetString(PyExc_TypeError, "header names must be bytes");
+            return NULL;
+        }
+    }
+    Output recorded_headers = {NULL, 0, 0}, imps = {NULL, 0, 0};
+    PyObject *answer = NULL;
+    int outcome = put_headers(&recorded_headers, headers, recorded);
+    if (outcome > 0) {
+        outcome = put_imps(&imps, request, reason, decisions);
+    }
+    if (outcome > 0) {
+        answer = Py_BuildValue("(y#y#)", recorded_headers.data, recorded_headers.size, imps.data,
+                               imps.size);
+    } else if (outcome == 0) {
+        answer = Py_NewRef(Py_None);
+    }
+    PyMem_Free(recorded_headers.data);
+    PyMem_Free(imps.data);
+    return answer;
+}
+
 static PyMethodDef methods[] = {
     {"identifier_edits", identifier_edits, METH_VARARGS,
      "identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None"},
@@ -972,6 +1215,8 @@ static PyMethodDef methods[] = {
      "without_identifiers(body, tree) -> bytes | None"},
     {"encode_records", encode_records, METH_VARARGS,
      "encode_records(entries, start, end, room, tree, version, error_reason) -> (bytes, int)"},
+    {"entry_parts", entry_parts, METH_VARARGS,
+     "entry_parts(headers, body, names, gzip_names, request, reason, decisions) -> (bytes, bytes) | None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -987,6 +1232,12 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     fill_tables();
     for (int i = 0; i < FIELD_COUNT; i++) {
         if (field_names[i] == NULL && (field_names[i] = PyUnicode_InternFromString(field_texts[i])) == NULL) {
+            return NULL;
+        }
+    }
+    for (int i = 0; i < ATTRIBUTE_COUNT; i++) {
+        if (attribute_names[i] == NULL &&
+            (attribute_names[i] = PyUnicode_InternFromString(attribute_texts[i])) == NULL) {
             return NULL;
         }
     }

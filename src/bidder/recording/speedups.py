@@ -1,8 +1,8 @@
 """The recorder's compiled module, `_speedups` (built from `_speedups.c`), where it exists.
 
 It is optional: where no C compiler was at hand at install, the install went on without it,
-and redaction and record encoding run in Python alone, giving the same records a few
-microseconds slower a record. `compiled` is the module, or None.
+and redaction, record encoding and the entries' parts run in Python alone, giving the same
+records a few microseconds slower a record. `compiled` is the module, or None.
 """
 
 from __future__ import annotations
@@ -33,13 +33,26 @@ class Speedups(Protocol):
         error_reason: bytes,
     ) -> tuple[bytes, int]: ...
 
+    def entry_parts(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        names: tuple[bytes, ...],
+        gzip_names: tuple[bytes, ...],
+        request: Any,
+        reason: str | None,
+        decisions: list[Any] | None,
+    ) -> tuple[bytes, bytes] | None: ...
+
 
 def _load() -> Speedups | None:
     try:
-        from bidder.recording import _speedups
+        # Typed by `Speedups` alone: a stub file beside the module would repeat it.
+        from bidder.recording import _speedups  # type: ignore[attr-defined]
     except ImportError:  # built without a C compiler
         return None
-    return _speedups
+    module: Speedups = _speedups
+    return module
 
 
 compiled: Final = _load()
