@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import http.client
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -114,6 +116,29 @@ def pinned_to(cpu: int) -> Callable[[], None]:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
+# Linux's prctl option that has the kernel signal a process when its parent exits.
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _server_setup(pin: bool) -> Callable[[], None]:
+    """What a server's process does before it starts: it is sent SIGTERM when the thread
+    that started it exits, however it exits (a benchmark killed or interrupted leaves no
+    server holding its CPU and port; the harness starts servers from the thread it runs
+    in), and it is pinned to the server's CPU when `pin`."""
+    harness = os.getpid()
+
+    def setup() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != harness:  # the harness died before the line above
+                os._exit(1)
+        if pin:
+            pinned_to(SERVER_CPU)()
+
+    return setup
+
+
 @contextlib.contextmanager
 def load_generator_pinned() -> Iterator[bool]:
     """Pins this process to the load generator's CPU while the block runs; yields whether
@@ -151,7 +176,7 @@ def started(
             env=env,
             stdout=subprocess.DEVNULL if server.discard_stdout else log,
             stderr=log,
-            preexec_fn=pinned_to(SERVER_CPU) if pin else None,
+            preexec_fn=_server_setup(pin),
         )
         try:
             _wait_until_ready(name, server, port, process, log)
