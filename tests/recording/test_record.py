@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -257,7 +256,7 @@ def test_without_the_compiled_module_chunks_are_encoded_in_python(
     assert data == _reference(encoder, entries)[0]
 
 
-# The compiled entry parts (`entry_parts`) against `EntryMaker`'s Python.
+# The compiled entry parts (`entry_parts`) against `EntryMaker`'s Python, byte for byte.
 
 _HEADER_LISTS = st.lists(
     st.tuples(
@@ -289,7 +288,7 @@ _DECISIONS = st.builds(
     decisions=st.none() | st.lists(_DECISIONS, max_size=3),
 )
 @settings(max_examples=400)
-def test_compiled_entries_hold_what_the_python_encodes(
+def test_compiled_entries_are_what_the_python_makes(
     headers: Headers,
     gzipped: bool,
     request: BidRequest | None,
@@ -306,10 +305,7 @@ def test_compiled_entries_hold_what_the_python_encodes(
         with pytest.raises(UnicodeEncodeError):
             EntryMaker()(capture)
         return
-    made = EntryMaker()(capture)
-    assert orjson.loads(made.headers) == orjson.loads(expected.headers)
-    assert orjson.loads(made.imps) == orjson.loads(expected.imps)
-    assert msgspec.structs.replace(made, headers=expected.headers, imps=expected.imps) == expected
+    assert EntryMaker()(capture) == expected
 
 
 @_COMPILED

@@ -972,7 +972,7 @@ done:
 
 /* ---- Entries -------------------------------------------------------------------------
 
-   entry_parts(headers, body, names, gzip_names, request, reason, decisions)
+   entry_parts(headers, body, names, gzip_names, request, reason, decisions, encode_number)
        -> (bytes, bytes) | None
 
    The two parts of a queue entry that the event loop encodes (`record.py`'s `EntryMaker`),
@@ -980,12 +980,12 @@ done:
    (name, value) pairs) named in `names` (`gzip_names` for a body starting with gzip's
    magic number), in their order; and its decision's `imps`, a JSON array, one object per
    decision in `decisions` or, when there are none, per impression of `request` with the
-   request's `reason`. The same JSON values as `EntryMaker`'s Python (numbers in Python's
-   shortest form), in a fraction of its time.
+   request's `reason`, each number written by `encode_number` (msgspec's encoder, as the
+   Python's): the same bytes as `EntryMaker`'s Python, in a fraction of its time.
 
    None leaves the request to the Python: a recorded header twice or with a byte JSON
-   would escape or that is not ASCII, a string JSON would escape, a number not finite,
-   anything not of the expected type. */
+   would escape or that is not ASCII, a string JSON would escape, anything not of the
+   expected type. */
 
 enum { A_IMP, A_ID, A_SCORE, A_PRICE, A_REASON, ATTRIBUTE_COUNT };
 static PyObject *attribute_names[ATTRIBUTE_COUNT];
@@ -1037,20 +1037,22 @@ static int put_string_or_null(Output *out, PyObject *value) {
     return text == NULL ? 0 : put_quoted(out, text, length);
 }
 
-/* Appends `value`, a finite float in Python's shortest form, or null for None. */
-static int put_number_or_null(Output *out, PyObject *value) {
+/* Appends `value`, a float as `encode_number` writes it, or null for None. Python's own
+   shortest form (`repr`) takes its exact, arbitrary-precision path for a model's scores (17
+   digits): about 1.3 us a request on the bid path, where msgspec's encoder takes 0.06. */
+static int put_number_or_null(Output *out, PyObject *value, PyObject *encode_number) {
     if (value == Py_None) {
         return PUT_TEXT(out, "null");
     }
-    if (!PyFloat_Check(value) || !isfinite(PyFloat_AS_DOUBLE(value))) {
+    if (!PyFloat_Check(value)) {
         return 0;
     }
-    char *text = PyOS_double_to_string(PyFloat_AS_DOUBLE(value), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    PyObject *text = PyObject_CallOneArg(encode_number, value);
     if (text == NULL) {
         return -1;
     }
-    int outcome = put_text(out, text, (Py_ssize_t)strlen(text));
-    PyMem_Free(text);
+    int outcome = PyBytes_Check(text) ? put_text(out, PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text)) : 0;
+    Py_DECREF(text);
     return outcome;
 }
 
@@ -1099,7 +1101,7 @@ static int put_headers(Output *out, PyObject *headers, PyObject *names) {
 
 /* One impression's object: `imp`'s id, then bid, price, score and reason. */
 static int put_imp(Output *out, PyObject *imp, int bid, PyObject *price, PyObject *score,
-                   PyObject *reason) {
+                   PyObject *reason, PyObject *encode_number) {
     PyObject *id = PyObject_GetAttr(imp, attribute_names[A_ID]);
     if (id == NULL) {
         return -1;
@@ -1113,9 +1115,9 @@ static int put_imp(Output *out, PyObject *imp, int bid, PyObject *price, PyObjec
         outcome = bid ? PUT_TEXT(out, ",\"bid\":true,\"price\":")
                       : PUT_TEXT(out, ",\"bid\":false,\"price\":");
     }
-    if (outcome > 0 && (outcome = put_number_or_null(out, price)) > 0 &&
+    if (outcome > 0 && (outcome = put_number_or_null(out, price, encode_number)) > 0 &&
         (outcome = PUT_TEXT(out, ",\"score\":")) > 0 &&
-        (outcome = put_number_or_null(out, score)) > 0 &&
+        (outcome = put_number_or_null(out, score, encode_number)) > 0 &&
         (outcome = PUT_TEXT(out, ",\"reason\":")) > 0 &&
         (outcome = put_string_or_null(out, reason)) > 0) {
         outcome = PUT_TEXT(out, "}");
@@ -1124,7 +1126,7 @@ static int put_imp(Output *out, PyObject *imp, int bid, PyObject *price, PyObjec
 }
 
 /* A decision's object: a bid has a price and no reason, a no-bid a reason and no price. */
-static int put_decision(Output *out, PyObject *decision) {
+static int put_decision(Output *out, PyObject *decision, PyObject *encode_number) {
     PyObject *values[4] = {NULL};
     static const int attributes[4] = {A_IMP, A_SCORE, A_PRICE, A_REASON};
     int outcome = -1;
@@ -1134,7 +1136,8 @@ static int put_decision(Output *out, PyObject *decision) {
         }
     }
     int bid = values[3] == Py_None;
-    outcome = put_imp(out, values[0], bid, bid ? values[2] : Py_None, values[1], values[3]);
+    outcome = put_imp(out, values[0], bid, bid ? values[2] : Py_None, values[1], values[3],
+                      encode_number);
 done:
     for (int i = 0; i < 4; i++) {
         Py_XDECREF(values[i]);
@@ -1143,7 +1146,8 @@ done:
 }
 
 /* The decision's impressions; see above. */
-static int put_imps(Output *out, PyObject *request, PyObject *reason, PyObject *decisions) {
+static int put_imps(Output *out, PyObject *request, PyObject *reason, PyObject *decisions,
+                    PyObject *encode_number) {
     PyObject *items;
     if (decisions != Py_None) {
         items = Py_NewRef(decisions);
@@ -1162,8 +1166,9 @@ static int put_imps(Output *out, PyObject *request, PyObject *reason, PyObject *
                 break;
             }
             PyObject *item = PyList_GET_ITEM(items, i);
-            outcome = decisions != Py_None ? put_decision(out, item)
-                                           : put_imp(out, item, 0, Py_None, Py_None, reason);
+            outcome = decisions != Py_None
+                          ? put_decision(out, item, encode_number)
+                          : put_imp(out, item, 0, Py_None, Py_None, reason, encode_number);
         }
         if (outcome > 0) {
             outcome = PUT_TEXT(out, "]");
@@ -1175,9 +1180,10 @@ static int put_imps(Output *out, PyObject *request, PyObject *reason, PyObject *
 
 static PyObject *entry_parts(PyObject *module, PyObject *args) {
     (void)module;
-    PyObject *headers, *body, *names, *gzip_names, *request, *reason, *decisions;
-    if (!PyArg_ParseTuple(args, "OOO!O!OOO", &headers, &body, &PyTuple_Type, &names,
-                          &PyTuple_Type, &gzip_names, &request, &reason, &decisions)) {
+    PyObject *headers, *body, *names, *gzip_names, *request, *reason, *decisions, *encode_number;
+    if (!PyArg_ParseTuple(args, "OOO!O!OOOO", &headers, &body, &PyTuple_Type, &names,
+                          &PyTuple_Type, &gzip_names, &request, &reason, &decisions,
+                          &encode_number)) {
         return NULL;
     }
     if (!PyBytes_CheckExact(body)) {
@@ -1195,7 +1201,7 @@ static PyObject *entry_parts(PyObject *module, PyObject *args) {
     PyObject *answer = NULL;
     int outcome = put_headers(&recorded_headers, headers, recorded);
     if (outcome > 0) {
-        outcome = put_imps(&imps, request, reason, decisions);
+        outcome = put_imps(&imps, request, reason, decisions, encode_number);
     }
     if (outcome > 0) {
         answer = Py_BuildValue("(y#y#)", recorded_headers.data, recorded_headers.size, imps.data,
@@ -1216,7 +1222,8 @@ static PyMethodDef methods[] = {
     {"encode_records", encode_records, METH_VARARGS,
      "encode_records(entries, start, end, room, tree, version, error_reason) -> (bytes, int)"},
     {"entry_parts", entry_parts, METH_VARARGS,
-     "entry_parts(headers, body, names, gzip_names, request, reason, decisions) -> (bytes, bytes) | None"},
+     "entry_parts(headers, body, names, gzip_names, request, reason, decisions, encode_number)"
+     " -> (bytes, bytes) | None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -114,9 +114,9 @@ class EntryMaker:
 
     The recorded headers and the impressions' decisions are encoded by the compiled module
     (`entry_parts` in `_speedups.c`) when it is there and takes the request, in about half
-    the Python's time (1.0 against 1.7 µs for a bid, 0.55 against 1.6 for a request declined
-    whole); otherwise here, keeping the encodings of the header sets seen most (the usual
-    traffic has a few). Both write the same JSON values."""
+    the Python's time; otherwise here, keeping the encodings of the header sets seen most
+    (the usual traffic has a few). Both write the same bytes: the compiled module has
+    msgspec's encoder write the numbers too."""
 
     def __init__(self) -> None:
         self._encode = msgspec.json.Encoder().encode
@@ -129,7 +129,14 @@ class EntryMaker:
         parts = None
         if self._compiled_parts is not None:
             parts = self._compiled_parts(
-                headers, body, _HEADER_NAMES, _GZIP_HEADER_NAMES, request, reason, decisions
+                headers,
+                body,
+                _HEADER_NAMES,
+                _GZIP_HEADER_NAMES,
+                request,
+                reason,
+                decisions,
+                self._encode,
             )
         if parts is None:
             parts = (

@@ -7,6 +7,7 @@ records a few microseconds slower a record. `compiled` is the module, or None.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 # The identifier paths as the scanner takes them (see `_speedups.c`).
@@ -42,6 +43,7 @@ class Speedups(Protocol):
         request: Any,
         reason: str | None,
         decisions: list[Any] | None,
+        encode_number: Callable[[float], bytes],
     ) -> tuple[bytes, bytes] | None: ...
 
 
