@@ -101,9 +101,10 @@ def test_a_replay_against_a_changed_bidder_reports_what_changed(
     assert imps["same"] == expected["imps_same"]
     for change in ("bid_to_no_bid", "no_bid_to_bid", "price_changed"):
         assert imps[change] == expected.get(change, 0), change
-    # A higher threshold only takes bids away, and a steeper slope raises every price left.
+    # A higher threshold takes bids away and a steeper slope raises every price left. (It may
+    # also lift an impression over its floor: scores depend on the hour, so some hours of
+    # the day have one, others none.)
     assert expected.get("bid_to_no_bid", 0) > 0
-    assert expected.get("no_bid_to_bid", 0) == 0
     assert expected.get("price_changed", 0) > 0
     assert diff["price_delta"]["decreased"] == 0
     assert diff["price_delta"]["increased"] == expected["price_changed"]
