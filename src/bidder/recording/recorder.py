@@ -1,8 +1,8 @@
 """The traffic recorder: sampling, the hand-off, the writer thread and the uploads, together.
 
-The bid path asks `sampled` and, for a yes, calls `put` with references to what it
-already holds, after the answer is sent; everything else happens in the writer's thread
-(`writer.py`) or in the upload task (`upload.py`).
+The bid path asks `sampled` (unless `sampled.takes_all`) and, for a yes, calls `put` with
+references to what it already holds, after the answer is sent; everything else happens in
+the writer's thread (`writer.py`) or in the upload task (`upload.py`).
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ class Sampler:
     def __init__(self, rate: float, *, by_id: bool) -> None:
         self.rate = rate
         self.by_id = by_id
+        # Every request: the bid path then skips the call (half a microsecond, in place).
+        self.takes_all = rate >= 1.0
         self._threshold = int(rate * _HASH_RANGE)
 
     def __call__(self, request: BidRequest | None, body: bytes) -> bool:
-        if self.rate >= 1.0:
+        if self.takes_all:
             return True
         if not self.by_id:
             return random.random() < self.rate

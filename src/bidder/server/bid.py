@@ -219,7 +219,9 @@ class BidEndpoint:
         elapsed = time.perf_counter() - started
         self._observe_request(elapsed)
         recorder = self.state.recorder
-        if recorder is not None and recorder.sampled(verdict[1], body):
+        if recorder is not None and (
+            recorder.sampled.takes_all or recorder.sampled(verdict[1], body)
+        ):
             # References only: the recorder's thread does the rest.
             recorder.put((arrival, headers, body, elapsed, self.metrics.model_version, verdict))
 
