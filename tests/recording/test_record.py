@@ -256,7 +256,7 @@ def test_without_the_compiled_module_chunks_are_encoded_in_python(
     assert data == _reference(encoder, entries)[0]
 
 
-# The compiled entry parts (`entry_parts`) against `EntryMaker`'s Python, byte for byte.
+# The compiled entries (`make_entry`) against `EntryMaker`'s Python, byte for byte.
 
 _HEADER_LISTS = st.lists(
     st.tuples(

@@ -34,17 +34,14 @@ class Speedups(Protocol):
         error_reason: bytes,
     ) -> tuple[bytes, int]: ...
 
-    def entry_parts(
+    def make_entry(
         self,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
+        capture: tuple[Any, ...],
+        entry_type: type[Any],
         names: tuple[bytes, ...],
         gzip_names: tuple[bytes, ...],
-        request: Any,
-        reason: str | None,
-        decisions: list[Any] | None,
         encode_number: Callable[[float], bytes],
-    ) -> tuple[bytes, bytes] | None: ...
+    ) -> Any: ...
 
 
 def _load() -> Speedups | None:
