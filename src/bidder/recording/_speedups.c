@@ -191,20 +191,25 @@ static int identifier_kind(Scan *scan, char first) {
     return EDIT_REMOVE;
 }
 
+/* The index of the bytes `text` in `candidates`, a tuple of bytes; -1 when it is not there. */
+static Py_ssize_t index_of(PyObject *candidates, const char *text, Py_ssize_t length) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(candidates); i++) {
+        PyObject *candidate = PyTuple_GET_ITEM(candidates, i);
+        if (PyBytes_GET_SIZE(candidate) == length &&
+            memcmp(PyBytes_AS_STRING(candidate), text, (size_t)length) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 /* The target of `key` in `node`: a node, IDENTIFIER, or NOTHING. */
 static int target_of(Scan *scan, int node, const char *key, Py_ssize_t length) {
     PyObject *entry = PyTuple_GET_ITEM(scan->tree, node);
-    PyObject *keys = PyTuple_GET_ITEM(entry, 0);
-    PyObject *targets = PyTuple_GET_ITEM(entry, 1);
-    Py_ssize_t count = PyTuple_GET_SIZE(keys);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *candidate = PyTuple_GET_ITEM(keys, i);
-        if (PyBytes_GET_SIZE(candidate) == length &&
-            memcmp(PyBytes_AS_STRING(candidate), key, (size_t)length) == 0) {
-            return (int)PyLong_AsLong(PyTuple_GET_ITEM(targets, i));
-        }
-    }
-    return (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 2));
+    Py_ssize_t index = index_of(PyTuple_GET_ITEM(entry, 0), key, length);
+    PyObject *target = index >= 0 ? PyTuple_GET_ITEM(PyTuple_GET_ITEM(entry, 1), index)
+                                  : PyTuple_GET_ITEM(entry, 2);
+    return (int)PyLong_AsLong(target);
 }
 
 static int each_of(Scan *scan, int node) {
@@ -682,6 +687,18 @@ static int is_utf8(const unsigned char *text, Py_ssize_t size) {
     return 1;
 }
 
+/* Whether JSON writes `text` between quotes as it is: no control character, quote or
+   backslash, and no byte above `highest`. */
+static int unescaped(const char *text, Py_ssize_t length, unsigned char highest) {
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c > highest || c == '"' || c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* `value`'s UTF-8 when it is a string JSON writes as it is (between quotes, no escapes); a
    subclass (the no-bid reasons are a StrEnum) is written as its text, as msgspec does. */
 static const char *plain_string(PyObject *value, Py_ssize_t *length) {
@@ -693,13 +710,7 @@ static const char *plain_string(PyObject *value, Py_ssize_t *length) {
         PyErr_Clear();  /* a lone surrogate: RecordEncoder says what becomes of it */
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < *length; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c < 0x20 || c == '"' || c == '\\') {
-            return NULL;
-        }
-    }
-    return text;
+    return unescaped(text, *length, 0xFF) ? text : NULL;
 }
 
 /* Writes a non-negative integer; returns the end. */
@@ -991,19 +1002,13 @@ enum { A_IMP, A_ID, A_SCORE, A_PRICE, A_REASON, ATTRIBUTE_COUNT };
 static PyObject *attribute_names[ATTRIBUTE_COUNT];
 static const char *const attribute_texts[ATTRIBUTE_COUNT] = {"imp", "id", "score", "price", "reason"};
 
-/* Whether `text` goes between JSON quotes as it is, and reads the same as latin-1 (the
-   recorded headers' decoding): printable ASCII other than a quote or a backslash. */
+/* Whether a header's bytes go between JSON quotes as they are and read the same as latin-1
+   (the recorded headers' decoding): printable ASCII other than a quote or a backslash. */
 static int plain_ascii(const char *text, Py_ssize_t length) {
-    for (Py_ssize_t i = 0; i < length; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c < 0x20 || c > 0x7E || c == '"' || c == '\\') {
-            return 0;
-        }
-    }
-    return 1;
+    return unescaped(text, length, 0x7E);
 }
 
-/* Appends `"text"`; 0 when `text` is not plain, -1 with an exception set. */
+/* Appends `"text"`: 1, or -1 with an exception set. */
 static int put_quoted(Output *out, const char *text, Py_ssize_t length) {
     if (reserve(out, length + 2) < 0) {
         return -1;
@@ -1071,14 +1076,8 @@ static int put_headers(Output *out, PyObject *headers, PyObject *names) {
             return 0;
         }
         PyObject *name = PyTuple_GET_ITEM(header, 0);
-        Py_ssize_t index = 0;
-        while (index < PyTuple_GET_SIZE(names) &&
-               !(PyBytes_GET_SIZE(PyTuple_GET_ITEM(names, index)) == PyBytes_GET_SIZE(name) &&
-                 memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(names, index)),
-                        PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name)) == 0)) {
-            index++;
-        }
-        if (index == PyTuple_GET_SIZE(names)) {
+        Py_ssize_t index = index_of(names, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
+        if (index < 0) {
             continue;
         }
         PyObject *value = PyTuple_GET_ITEM(header, 1);
