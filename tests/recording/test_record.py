@@ -268,13 +268,13 @@ _HEADER_LISTS = st.lists(
     ),
     max_size=5,
 )
-_SCORES = st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e16, 1e-7])
+_PRICES = st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e16, 1e-7])
 _IMPS = st.builds(Imp, id=st.none() | _STRINGS)
 _DECISIONS = st.builds(
     ImpDecision,
     imp=_IMPS,
     score=st.floats(allow_nan=True, allow_infinity=True),
-    price=_SCORES,
+    price=_PRICES,
     reason=st.none() | st.sampled_from(list(NoBidReason)),
 )
 
@@ -312,9 +312,13 @@ def test_compiled_entries_are_what_the_python_makes(
 def test_the_bid_paths_captures_never_reach_the_python_entry_encoding() -> None:
     body = orjson.dumps(REQUEST)
     make = EntryMaker()
+    # The Python's encoding raises, so every entry made here was made by the compiled module.
     with mock.patch.object(record, "_recorded_imps", side_effect=AssertionError("Python path")):
         for verdict in [*_bid_path_verdicts(), (400, None, None, None)]:
-            make((time.time(), [*HEADERS, (b"host", b"bidder")], body, 0.0004, "v@3", verdict))
+            entry = make(
+                (time.time(), [*HEADERS, (b"host", b"bidder")], body, 0.0004, "v", verdict)
+            )
+            assert entry.body == body
 
 
 @pytest.mark.parametrize(
