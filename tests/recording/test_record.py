@@ -30,6 +30,7 @@ from bidder.recording.record import (
 )
 from bidder.recording.redaction import Redactor
 from bidder.recording.speedups import compiled
+from bidder.recording.writer import CaptureQueue
 from bidder.traffic.recordings import read_recordings
 from tests.recording.helpers import HEADERS, REQUESTS, captures, formatted
 
@@ -311,14 +312,15 @@ def test_compiled_entries_are_what_the_python_makes(
 @_COMPILED
 def test_the_bid_paths_captures_never_reach_the_python_entry_encoding() -> None:
     body = orjson.dumps(REQUEST)
-    make = EntryMaker()
-    # The Python's encoding raises, so every entry made here was made by the compiled module.
+    verdicts = [*_bid_path_verdicts(), (400, None, None, None)]
+    queue = CaptureQueue(len(verdicts))
+    # The Python's encoding raises, and a capture it fails on is dropped: every entry queued
+    # here was made by the compiled module.
     with mock.patch.object(record, "_recorded_imps", side_effect=AssertionError("Python path")):
-        for verdict in [*_bid_path_verdicts(), (400, None, None, None)]:
-            entry = make(
-                (time.time(), [*HEADERS, (b"host", b"bidder")], body, 0.0004, "v", verdict)
-            )
-            assert entry.body == body
+        for verdict in verdicts:
+            queue.put((time.time(), [*HEADERS, (b"host", b"bidder")], body, 0.0004, "v", verdict))
+    assert queue.dropped == 0
+    assert [entry.body for entry in queue.take()] == [body] * len(verdicts)
 
 
 @pytest.mark.parametrize(

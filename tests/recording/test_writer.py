@@ -10,15 +10,25 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
+from bidder.recording import record
 from bidder.recording.files import FileNamer, cut_to_complete_members, start_time
 from bidder.recording.record import EntryMaker, RecordEncoder
+from bidder.recording.speedups import compiled
 from bidder.recording.writer import CaptureQueue, FileRotation, RecordWriter
 from bidder.telemetry import Metrics
 from bidder.traffic.recordings import RecordingError, read_recordings
 from tests.conftest import PROJECT_ROOT
-from tests.recording.helpers import captures, closed_files, read_directory, read_file, wait_until
+from tests.recording.helpers import (
+    HEADERS,
+    captures,
+    closed_files,
+    read_directory,
+    read_file,
+    wait_until,
+)
 
 LARGE = 1 << 28
 
@@ -197,7 +207,18 @@ def test_a_live_processs_files_are_left_to_it(tmp_path: Path) -> None:
     assert writer.closed_files() == []
 
 
-def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path) -> None:
+@pytest.fixture(params=["compiled", "python"])
+def hand_off(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which hand-off the queues made in the test have: the compiled module's `enqueue`, or
+    the Python's alone (as without a C compiler)."""
+    if request.param == "compiled" and compiled is None:
+        pytest.skip("the compiled module is not built")
+    if request.param == "python":
+        monkeypatch.setattr(record, "compiled", None)
+    return str(request.param)
+
+
+def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path, hand_off: str) -> None:
     queue = CaptureQueue(capacity=3)
     made = captures(5)
     for capture in made:
@@ -215,7 +236,37 @@ def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path) -> None:
     assert counted(metrics, "written") == 1
 
 
-def test_a_record_that_cannot_be_encoded_is_dropped_and_the_rest_written(tmp_path: Path) -> None:
+def test_the_writer_is_woken_once_the_queue_is_half_full(hand_off: str) -> None:
+    queue = CaptureQueue(capacity=4)
+    made = captures(3)
+    for capture in made[:2]:
+        queue.put(capture)
+    assert not queue.wake.is_set()
+    queue.put(made[2])
+    assert queue.wake.is_set()
+    assert len(queue) == 3
+
+
+def test_a_capture_the_compiled_module_leaves_to_the_python_is_queued_all_the_same(
+    hand_off: str,
+) -> None:
+    arrival, _, body, elapsed, version, verdict = captures(1)[0]
+    # A header sent twice is left to the Python, which records its last value.
+    headers = [*HEADERS, (b"x-openrtb-version", b"2.5")]
+    queue = CaptureQueue(capacity=4)
+    queue.put((arrival, headers, body, elapsed, version, verdict))
+    [entry] = queue.take()
+    assert orjson.loads(entry.headers) == {
+        "content-type": "application/json",
+        "x-openrtb-version": "2.5",
+    }
+    assert entry.body == body
+    assert queue.dropped == 0
+
+
+def test_a_record_that_cannot_be_encoded_is_dropped_and_the_rest_written(
+    tmp_path: Path, hand_off: str
+) -> None:
     writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
     good = captures(2)
     arrival, headers, body, elapsed, version, _ = good[0]

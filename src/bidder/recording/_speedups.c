@@ -1208,15 +1208,10 @@ static int entry_parts(PyObject *headers, PyObject *body, PyObject *names, PyObj
     return outcome;
 }
 
-static PyObject *make_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 5 || !PyTuple_Check(args[2]) || !PyTuple_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "make_entry(capture, entry_type, names: tuple, gzip_names: tuple, "
-                        "encode_number)");
-        return NULL;
-    }
-    PyObject *capture = args[0], *entry_type = args[1], *encode_number = args[4];
+/* make_entry's work, its arguments checked: a new reference to the entry, or to None; NULL
+   with an exception set. */
+static PyObject *entry_of(PyObject *capture, PyObject *entry_type, PyObject *names,
+                          PyObject *gzip_names, PyObject *encode_number) {
     if (!PyTuple_CheckExact(capture) || PyTuple_GET_SIZE(capture) != 6) {
         Py_RETURN_NONE;
     }
@@ -1226,7 +1221,7 @@ static PyObject *make_entry(PyObject *module, PyObject *const *args, Py_ssize_t 
         Py_RETURN_NONE;
     }
     PyObject *parts[2] = {NULL, NULL};
-    int outcome = entry_parts(PyTuple_GET_ITEM(capture, 1), body, args[2], args[3], verdict,
+    int outcome = entry_parts(PyTuple_GET_ITEM(capture, 1), body, names, gzip_names, verdict,
                               encode_number, parts);
     if (outcome <= 0) {
         return outcome < 0 ? NULL : Py_NewRef(Py_None);
@@ -1256,6 +1251,66 @@ static PyObject *make_entry(PyObject *module, PyObject *const *args, Py_ssize_t 
     return entry;
 }
 
+/* A fast-call function's TypeError for arguments it does not take. */
+static PyObject *usage(const char *signature) {
+    PyErr_SetString(PyExc_TypeError, signature);
+    return NULL;
+}
+
+static PyObject *make_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 5 || !PyTuple_Check(args[2]) || !PyTuple_Check(args[3])) {
+        return usage("make_entry(capture, entry_type, names: tuple, gzip_names: tuple, "
+                     "encode_number)");
+    }
+    return entry_of(args[0], args[1], args[2], args[3], args[4]);
+}
+
+/* enqueue(queue, capacity, half, wake, slow_put, entry_type, names, gzip_names,
+           encode_number, capture) -> None
+
+   The bid path's hand-off (`writer.py`'s `CaptureQueue`, which binds every argument but
+   the capture) with no Python frame at all: the entry `make_entry` makes is appended to
+   `queue` (a deque) and, when the queue held `half` entries before it, `wake()` is called.
+   Everything else goes to `slow_put(capture)`, the hand-off in Python, which counts,
+   logs and falls back: a queue holding `capacity` entries, a capture `make_entry` leaves
+   to the Python, and an error (cleared here, as the Python meets it again and logs it). */
+static PyObject *append_name;
+
+static PyObject *enqueue(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 10 || !PyTuple_Check(args[6]) || !PyTuple_Check(args[7])) {
+        return usage("enqueue(queue, capacity, half, wake, slow_put, entry_type, names: tuple, "
+                     "gzip_names: tuple, encode_number, capture)");
+    }
+    PyObject *queue = args[0], *capture = args[9];
+    Py_ssize_t capacity = PyLong_AsSsize_t(args[1]), half = PyLong_AsSsize_t(args[2]);
+    if ((capacity == -1 || half == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t depth = PyObject_Size(queue);
+    if (depth < 0) {
+        return NULL;
+    }
+    if (depth < capacity) {
+        PyObject *entry = entry_of(capture, args[5], args[6], args[7], args[8]);
+        if (entry == NULL) {
+            PyErr_Clear();
+        } else if (entry == Py_None) {
+            Py_DECREF(entry);
+        } else {
+            PyObject *appended = PyObject_CallMethodOneArg(queue, append_name, entry);
+            Py_DECREF(entry);
+            if (appended == NULL) {
+                return NULL;
+            }
+            Py_DECREF(appended);
+            return depth == half ? PyObject_CallNoArgs(args[3]) : Py_NewRef(Py_None);
+        }
+    }
+    return PyObject_CallOneArg(args[4], capture);
+}
+
 static PyMethodDef methods[] = {
     {"identifier_edits", identifier_edits, METH_VARARGS,
      "identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None"},
@@ -1265,6 +1320,9 @@ static PyMethodDef methods[] = {
      "encode_records(entries, start, end, room, tree, version, error_reason) -> (bytes, int)"},
     {"make_entry", (PyCFunction)(void (*)(void))make_entry, METH_FASTCALL,
      "make_entry(capture, entry_type, names, gzip_names, encode_number) -> Entry | None"},
+    {"enqueue", (PyCFunction)(void (*)(void))enqueue, METH_FASTCALL,
+     "enqueue(queue, capacity, half, wake, slow_put, entry_type, names, gzip_names, "
+     "encode_number, capture) -> None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1288,6 +1346,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
             (attribute_names[i] = PyUnicode_InternFromString(attribute_texts[i])) == NULL) {
             return NULL;
         }
+    }
+    if (append_name == NULL && (append_name = PyUnicode_InternFromString("append")) == NULL) {
+        return NULL;
     }
     return PyModule_Create(&module);
 }

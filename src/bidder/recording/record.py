@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import base64
 import math
+from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 import msgspec
@@ -113,15 +115,34 @@ class EntryMaker:
     """Makes the queue's entries, on the event loop, once the answer is sent.
 
     The compiled module makes the entry in one call (`make_entry` in `_speedups.c`) when it
-    is there and takes the capture: no Python frame beyond this one, about half the
-    Python's time. Otherwise it is made here, keeping the encodings of the header sets seen
-    most (the usual traffic has a few). Both make the same entry, byte for byte: the
-    compiled module has msgspec's encoder write the numbers too."""
+    is there and takes the capture; on the bid path its `enqueue` (see `hand_off`) does,
+    with no Python frame at all. Otherwise it is made here, keeping the encodings of the
+    header sets seen most (the usual traffic has a few). Both make the same entry, byte for
+    byte: the compiled module has msgspec's encoder write the numbers too."""
 
     def __init__(self) -> None:
         self._encode = msgspec.json.Encoder().encode
         self._headers: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
         self._make = None if compiled is None else compiled.make_entry
+
+    def hand_off(
+        self,
+        queue: deque[Entry],
+        capacity: int,
+        half: int,
+        wake: Callable[[], None],
+        slow_put: Callable[[Capture], None],
+    ) -> Callable[[Capture], None]:
+        """The bid path's hand-off to `queue`: the compiled module's `enqueue`, with every
+        argument but the capture bound, which leaves all but the common case to `slow_put`;
+        `slow_put` itself without the compiled module."""
+        if compiled is None:
+            return slow_put
+        return partial(
+            compiled.enqueue,
+            *(queue, capacity, half, wake, slow_put),
+            *(Entry, _HEADER_NAMES, _GZIP_HEADER_NAMES, self._encode),
+        )
 
     def __call__(self, capture: Capture) -> Entry:
         if self._make is not None:

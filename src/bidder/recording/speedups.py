@@ -43,6 +43,20 @@ class Speedups(Protocol):
         encode_number: Callable[[float], bytes],
     ) -> Any: ...
 
+    def enqueue(
+        self,
+        queue: Any,
+        capacity: int,
+        half: int,
+        wake: Callable[[], None],
+        slow_put: Callable[[Any], None],
+        entry_type: type[Any],
+        names: tuple[bytes, ...],
+        gzip_names: tuple[bytes, ...],
+        encode_number: Callable[[float], bytes],
+        capture: tuple[Any, ...],
+    ) -> None: ...
+
 
 def _load() -> Speedups | None:
     try:
