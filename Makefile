@@ -14,9 +14,10 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
 
 .PHONY: install dev run test lint format typecheck bench bench-mlserver train-default-model clean promtool lock
 
-# setup.py builds the one C module (optional: skipped without a compiler); its source is a
-# prerequisite so that an edit rebuilds it.
-$(RUNTIME_STAMP): pyproject.toml setup.py src/bidder/recording/_speedups.c
+# setup.py builds the C modules (optional: skipped without a compiler); their sources are
+# prerequisites so that an edit rebuilds them.
+$(RUNTIME_STAMP): pyproject.toml setup.py src/bidder/recording/_speedups.c \
+		src/bidder/scoring/_rowwise.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .

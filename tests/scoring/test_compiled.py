@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bidder.scoring import EmbeddedScorer
-from bidder.scoring.compiled import BATCH_PREDICTOR_MIN_ROWS
+from bidder.scoring import EmbeddedScorer, compiled
+from bidder.scoring.compiled import BATCH_PREDICTOR_MIN_ROWS, row_predictor
 from bidder.settings import DEFAULT_MODEL_PATH
+
+_NATIVE = pytest.mark.skipif(compiled._rowwise is None, reason="_rowwise is not built")
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +69,50 @@ def test_seed_model_compiles_to_the_same_scores(seed_model: Path, tmp_path: Path
     for count in (1, BATCH_PREDICTOR_MIN_ROWS):
         rows = np.array([[2, 0, 0.0, 7.0, 3.0, 20.0, 2]] * count, dtype=np.float32)
         np.testing.assert_allclose(compiled.predict(rows), expected, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.mktemp("library")
+    EmbeddedScorer.from_path(DEFAULT_MODEL_PATH, compile_cache=cache)
+    [path] = cache.glob("*.so")
+    return path
+
+
+@_NATIVE
+@pytest.mark.parametrize("count", [1, 3, 40])
+def test_rows_scored_from_c_score_as_through_ctypes(
+    library: Path, count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    native = row_predictor(library)
+    with monkeypatch.context() as patch:
+        patch.setattr(compiled, "_rowwise", None)
+        through_ctypes = row_predictor(library)
+    assert native is not None
+    assert through_ctypes is not None
+    width = EmbeddedScorer.from_path(DEFAULT_MODEL_PATH).num_features
+    rng = np.random.default_rng(count)
+    rows = rng.normal(scale=50, size=(count, width)).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.3] = np.nan
+    np.testing.assert_array_equal(native(rows), through_ctypes(rows))
+    # Rows in another layout or type are made float32 and C-ordered first, as ctypes' are.
+    wide = np.asfortranarray(rows.astype(np.float64))
+    np.testing.assert_array_equal(native(wide), through_ctypes(rows))
+
+
+@_NATIVE
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (np.zeros((2, 3), dtype=np.float32), "in 4 columns"),
+        (np.zeros((2, 4), dtype=np.float64), "must be float32"),
+        (np.zeros(4, dtype=np.float32), "in 4 columns"),
+        (b"abcd", "must be float32"),
+    ],
+)
+def test_rows_c_cannot_score_are_refused_with_what_is_wrong(rows: object, message: str) -> None:
+    rowwise = compiled._rowwise
+    assert rowwise is not None
+    # Address 1 is never called: the rows are refused first.
+    with pytest.raises(ValueError, match=message):
+        rowwise.predict_rows(1, 4, rows)  # type: ignore[arg-type]

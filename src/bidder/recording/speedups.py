@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
+from bidder.native import optional_module
+
 # The identifier paths as the scanner takes them (see `_speedups.c`).
 ScannerTree = tuple[tuple[tuple[bytes, ...], tuple[int, ...], int], ...]
 # Edits of a body: (start, end, kind).
@@ -58,14 +60,4 @@ class Speedups(Protocol):
     ) -> None: ...
 
 
-def _load() -> Speedups | None:
-    try:
-        # Typed by `Speedups` alone: a stub file beside the module would repeat it.
-        from bidder.recording import _speedups  # type: ignore[attr-defined]
-    except ImportError:  # built without a C compiler
-        return None
-    module: Speedups = _speedups
-    return module
-
-
-compiled: Final = _load()
+compiled: Final[Speedups | None] = optional_module("bidder.recording._speedups")
