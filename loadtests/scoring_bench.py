@@ -7,9 +7,10 @@ Each way scores the same distinct random rows (a fifth of the values missing) in
 of each size, alternating ways within a repeat; the median of the repeats is reported in
 µs per call. The ways: treelite's public `gtil.predict`, GTIL with its set-up done once
 (the fallback without compiled trees), tl2cgen's batch predictor, and the generated
-`predict` function called row by row (`bidder.scoring.compiled`). The embedded scorer
-switches from the last to the one before at `BATCH_PREDICTOR_MIN_ROWS`; this is where that
-number comes from.
+`predict` function called row by row (`bidder.scoring.compiled`), through ctypes and from
+C (`_rowwise.c`). From C, the embedded scorer goes row by row whatever the batch size;
+through ctypes, it switches to the batch predictor at `BATCH_PREDICTOR_MIN_ROWS`: this is
+where both choices come from.
 """
 
 from __future__ import annotations
@@ -45,14 +46,16 @@ def ways(model_path: Path, cache: Path) -> dict[str, Way]:
     library = compiled_library(artifact.model, artifact.sha256, cache)
     if library is None:
         raise SystemExit("tl2cgen and a C compiler are needed to compile the trees")
-    by_row = row_predictor(library)
-    if by_row is None:
+    from_c = row_predictor(library)
+    through_ctypes = row_predictor(library, from_c=False)
+    if from_c is None or through_ctypes is None:
         raise SystemExit("the compiled library has no single-output float32 `predict`")
     return {
         "gtil.predict": lambda rows: treelite.gtil.predict(artifact.model, rows, nthread=1),
         "GTIL, prepared": EmbeddedScorer(artifact).predict,
         "tl2cgen batch": batch_predictor(library),
-        "row by row": by_row,
+        "rows, ctypes": through_ctypes,
+        "rows, C": from_c,
     }
 
 
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         rng = np.random.default_rng(0)
         rows = rng.normal(scale=100.0, size=(DISTINCT_ROWS, width)).astype(np.float32)
         rows[rng.random(rows.shape) < 0.2] = np.nan
-        print(f"µs per call, median of {args.repeats} (switch at {BATCH_PREDICTOR_MIN_ROWS} rows)")
+        switch = BATCH_PREDICTOR_MIN_ROWS
+        print(f"µs per call, median of {args.repeats} (ctypes switch at {switch} rows)")
         print("rows  " + "".join(f"{name:>16}" for name in table))
         for size in sizes:
             batches = [rows[i : i + size] for i in range(0, DISTINCT_ROWS - size + 1, size)]

@@ -81,13 +81,9 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @_NATIVE
 @pytest.mark.parametrize("count", [1, 3, 40])
-def test_rows_scored_from_c_score_as_through_ctypes(
-    library: Path, count: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rows_scored_from_c_score_as_through_ctypes(library: Path, count: int) -> None:
     native = row_predictor(library)
-    with monkeypatch.context() as patch:
-        patch.setattr(compiled, "_rowwise", None)
-        through_ctypes = row_predictor(library)
+    through_ctypes = row_predictor(library, from_c=False)
     assert native is not None
     assert through_ctypes is not None
     width = EmbeddedScorer.from_path(DEFAULT_MODEL_PATH).num_features

@@ -4,14 +4,16 @@ treelite's GTIL walks the trees in a generic interpreter, about 3 µs per row fo
 default model and 11-16 µs per call; tl2cgen turns the same treelite model into C,
 compiled once, about 0.2 µs per row. The library is called two ways:
 
-- a few rows (what an idle or lightly loaded bidder scores: most of its batches hold one
-  row): the generated `predict` function itself, once per row, from C (`_rowwise.c`)
-  where that module is built, through ctypes otherwise. One row takes 0.9 µs from C,
-  5.3 through ctypes (numpy's and ctypes' set-up per call and per row), 16 with GTIL;
-- a larger batch: tl2cgen's batch predictor, which loops in C but costs about 20 µs per
-  call to set up (a `DMatrix`, a dispatch to its thread pool). The two cost the same
-  between 40 and 64 rows (`python -m loadtests.scoring_bench`), where each row's own 2 µs
-  on distinct rows outweighs either's overhead.
+- row by row: the generated `predict` function itself, once per row, from C
+  (`_rowwise.c`) where that module is built, through ctypes otherwise. One row (what an
+  idle or lightly loaded bidder scores: most of its batches hold one) takes 0.9 µs from
+  C, 5.3 through ctypes (numpy's and ctypes' set-up per call and per row), 16 with GTIL.
+  From C, this way is the faster at every batch size;
+- tl2cgen's batch predictor, which loops in C but costs about 20 µs per call to set up (a
+  `DMatrix`, a dispatch to its thread pool): through ctypes, the two cost the same between
+  40 and 64 rows (`python -m loadtests.scoring_bench`), where each row's own 2 µs on
+  distinct rows outweighs either's overhead, so without `_rowwise` the batch predictor
+  takes batches from `BATCH_PREDICTOR_MIN_ROWS` up.
 
 Compiling needs tl2cgen and a C compiler at start-up; the shared library is kept in a cache
 directory keyed by the model's hash, so a container image can compile it at build time and
@@ -40,8 +42,9 @@ logger = logging.getLogger("bidder.scoring")
 
 Predict = Callable[[npt.NDArray[np.float32]], Scores]
 
-# From this many rows up, tl2cgen's batch predictor: measured on the default model, 32 rows
-# cost it 94-111 µs against 90-97 row by row, 64 rows 129-134 against 134 (a busy machine).
+# Through ctypes, from this many rows up, tl2cgen's batch predictor: measured on the default
+# model, 32 rows cost it 94-111 µs against 90-97 row by row, 64 rows 129-134 against 134 (a
+# busy machine).
 BATCH_PREDICTOR_MIN_ROWS = 48
 
 # How the generated code's `union Entry` marks a missing value: the int -1 in place of the
@@ -51,14 +54,19 @@ _MISSING = -1
 
 def compiled_predictor(model: Any, model_sha256: str, cache_dir: Path) -> Predict | None:
     """A native predictor for `model`, or None when it cannot be had here: the generated
-    function row by row for a few rows, tl2cgen's batch predictor for more."""
+    function row by row (from C, whatever the batch size; through ctypes, for fewer than
+    `BATCH_PREDICTOR_MIN_ROWS` rows), tl2cgen's batch predictor otherwise."""
     library = compiled_library(model, model_sha256, cache_dir)
     if library is None:
         return None
-    predict_batch = batch_predictor(library)
     predict_rows = row_predictor(library)
     if predict_rows is None:  # pragma: no cover - a tl2cgen with another generated API
-        return predict_batch
+        return batch_predictor(library)
+    if _rowwise is not None:
+        # From C, row by row beats the batch predictor at every size: 96 µs against 172
+        # for 64 rows, 1,282 against 1,459 for 1,024 (`python -m loadtests.scoring_bench`).
+        return predict_rows
+    predict_batch = batch_predictor(library)
 
     def predict(rows: npt.NDArray[np.float32]) -> Scores:
         if rows.shape[0] < BATCH_PREDICTOR_MIN_ROWS:
@@ -103,9 +111,11 @@ def batch_predictor(library: Path) -> Predict:
     return predict
 
 
-def row_predictor(library_path: Path) -> Predict | None:
+def row_predictor(library_path: Path, *, from_c: bool = True) -> Predict | None:
     """The generated `void predict(union Entry* row, int pred_margin, float* result)`, called
-    once per row; None unless the library has the single-output, float32 form it expects."""
+    once per row, from C where `_rowwise` is built (unless `from_c` is false), through
+    ctypes otherwise; None unless the library has the single-output, float32 form it
+    expects."""
     library = ctypes.CDLL(str(library_path))
     try:
         function = library.predict
@@ -125,7 +135,7 @@ def row_predictor(library_path: Path) -> Predict | None:
         return None
     function.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     function.restype = None
-    if _rowwise is not None:
+    if from_c and _rowwise is not None:
         return _native_row_predictor(function, library.get_num_feature(), _rowwise)
     score_size = np.dtype(np.float32).itemsize
 
