@@ -167,13 +167,14 @@ _rowwise: Final[_RowWise | None] = optional_module("bidder.scoring._rowwise")
 
 
 def _native_row_predictor(function: Any, width: int, rowwise: _RowWise) -> Predict:
-    """The generated `predict` called row by row from C (`_rowwise.c`)."""
+    """The generated `predict` called row by row from C (`_rowwise.c`). A closure rather
+    than an object, whose attribute lookups add about 0.2 µs to a 1 µs call."""
+    # ctypes never unloads a library, so the address holds for the process's life.
     address = ctypes.cast(function, ctypes.c_void_p).value
     assert address is not None  # a symbol the library was found to have
 
     def predict(rows: npt.NDArray[np.float32]) -> Scores:
-        return np.array(
-            rowwise.predict_rows(address, width, np.ascontiguousarray(rows, dtype=np.float32))
-        )
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        return np.array(rowwise.predict_rows(address, width, rows))
 
     return predict
