@@ -22,13 +22,15 @@ RUN python -m venv /opt/venv \
         -r requirements/runtime.lock \
     && python -m pip install --no-cache-dir --require-hashes --only-binary=:all: \
         -r requirements/build.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
-# The project's own wheel, built with the locked setuptools; its dependencies are all in
-# the lock already, and `pip check` fails the build if one is missing.
+# The project's own wheel, built with the locked setuptools, its C modules compiled by the
+# gcc above (the build fails if they are not there); its dependencies are all in the lock
+# already, and `pip check` fails the build if one is missing.
 RUN python -m pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps /wheels/*.whl \
-    && /opt/venv/bin/pip check
+    && /opt/venv/bin/pip check \
+    && /opt/venv/bin/python -c "import bidder.recording._speedups, bidder.scoring._rowwise"
 # The same settings as the final stage's, so the library lands under the name the bidder
 # looks for (the model's hash); a model mounted later without one is scored by GTIL.
 ENV BIDDER_COMPILE_CACHE_DIR=/opt/bidder/compiled

@@ -126,6 +126,19 @@ def test_the_bidder_ships_the_default_model_compiled() -> None:
     assert image.env["BIDDER_COMPILE_CACHE_DIR"] == "/opt/bidder/compiled"
 
 
+@each_image
+def test_the_wheel_is_built_with_setup_py_and_its_c_modules(path: Path) -> None:
+    build = read_image(path).stages[0]
+    copied = [source for copy in build.values("COPY") for source in copy_sources(copy)]
+    assert "setup.py" in copied, "without it the wheel has no C modules"
+
+
+def test_the_bidder_image_fails_to_build_without_its_c_modules() -> None:
+    build_runs = " ".join(read_image(BIDDER_DOCKERFILE).stages[0].values("RUN"))
+    assert "import bidder.recording._speedups, bidder.scoring._rowwise" in build_runs
+    assert "gcc" in build_runs
+
+
 def test_the_model_server_starts_as_sagemaker_starts_it() -> None:
     image = read_image(MODEL_SERVER_DOCKERFILE)
     # SageMaker runs `docker run IMAGE serve`: the argument replaces CMD only.
