@@ -59,3 +59,29 @@ async def test_the_periodic_flush_outlives_failing_flushes(
     finally:
         flushing.cancel()
     assert "metrics flush failed" in caplog.text
+
+
+async def test_the_periodic_flush_lets_requests_in_between_its_parts() -> None:
+    """A flush folds a whole interval's values: done at once it held the event loop for
+    milliseconds, and every request that arrived meanwhile waited."""
+    metrics = Metrics(CollectorRegistry())
+    loop = asyncio.get_running_loop()
+    events: list[str] = []
+    done = asyncio.Event()
+
+    def first() -> None:
+        events.append("first part")
+        loop.call_soon(events.append, "a request's turn")
+
+    def second() -> None:
+        events.append("second part")
+        done.set()
+
+    metrics.on_flush(first)
+    metrics.on_flush(second)
+    flushing = asyncio.create_task(metrics.flush_periodically(interval=0.01))
+    try:
+        await asyncio.wait_for(done.wait(), timeout=5)
+    finally:
+        flushing.cancel()
+    assert events[:3] == ["first part", "a request's turn", "second part"]

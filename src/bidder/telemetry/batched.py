@@ -6,7 +6,9 @@ wrappers keep plain lists instead (the event loop is single-threaded, so no lock
 needed): a histogram the observed values, a counter its pending count. `flush` bins the
 values with numpy and adds the accumulated counts to the real metric children, one
 increment per touched bucket. `/metrics` flushes before it renders, and a background task flushes
-every second so that other workers' values reach the shared multiprocess files promptly.
+every quarter of a second, a part at a time (`Metrics.flush_periodically`), so that other
+workers' values reach the shared multiprocess files promptly and no flush holds the event loop
+for long.
 
 A histogram may also keep fine log-spaced counts for a reported distribution (CloudWatch
 EMF): its buckets are then the union of the Prometheus bounds and the fine ones, so one

@@ -112,6 +112,9 @@ EMF_DOCUMENT_OUTCOMES: Final = ("written", "dropped")
 RECORDER_OUTCOMES: Final = ("written", "dropped")
 
 MULTIPROCESS_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
+# Seconds between the background flushes: a quarter of a second's values make each
+# histogram's fold a fraction of a millisecond at the rates one worker takes.
+FLUSH_INTERVAL: Final = 0.25
 
 logger = logging.getLogger("bidder.telemetry")
 
@@ -341,13 +344,18 @@ class Metrics:
         the hot path's histograms hold each value observed until their flush.
         """
         failure: Exception | None = None
-        for flush in [*(flushed.flush for flushed in self._flushed), *self._flush_listeners]:
+        for flush in self._flush_steps():
             try:
                 flush()
             except Exception as exc:  # the other parts must still drain
                 failure = failure or exc
         if failure is not None:
             raise failure
+
+    def _flush_steps(self) -> list[Callable[[], None]]:
+        """The parts of a flush, in their order: a tally before the counters it counts
+        into, the listeners last, when the metrics are up to date."""
+        return [*(flushed.flush for flushed in self._flushed), *self._flush_listeners]
 
     def on_flush(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every flush, when the metrics are up to date (the
@@ -363,16 +371,23 @@ class Metrics:
             return generate_latest(self.registry)
         return generate_latest(multiprocess_registry(directory))
 
-    async def flush_periodically(self, interval: float = 1.0) -> None:
+    async def flush_periodically(self, interval: float = FLUSH_INTERVAL) -> None:
         """Flush every `interval` seconds for as long as the process serves, whatever one
         flush raises: without it the hot path's histogram values pile up, about 330 bytes
-        per bid request (30 MiB per 100,000)."""
+        per bid request (30 MiB per 100,000).
+
+        Each part is flushed on a turn of the event loop of its own, so requests wait
+        behind one histogram's fold at most, never behind a whole flush: folded at once,
+        a second's values at 5,000-10,000 requests a second held the loop for 8-30 ms, and
+        the requests queued behind it were most of the bidder's p99 at half load."""
         while True:
             await asyncio.sleep(interval)
-            try:
-                self.flush()
-            except Exception:
-                logger.exception("metrics flush failed")
+            for flush in self._flush_steps():
+                try:
+                    flush()
+                except Exception:
+                    logger.exception("metrics flush failed")
+                await asyncio.sleep(0)
 
     def process_exited(self) -> None:
         self.flush()
