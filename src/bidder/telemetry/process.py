@@ -3,7 +3,7 @@
 prometheus-client's `ProcessCollector` reports the process that renders `/metrics`; in
 multiprocess mode that is whichever worker (or the supervisor) answers, so its values would
 jump between processes from scrape to scrape. Here each worker copies its own CPU time and
-resident memory into multiprocess metrics of the same names at every flush (once a second),
+resident memory into multiprocess metrics of the same names at every flush (four a second),
 and the scrape reports their sum: CPU over every worker that ever ran, memory over the live
 ones.
 """
