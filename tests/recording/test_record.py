@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import gzip
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -307,6 +309,33 @@ def test_compiled_entries_are_what_the_python_makes(
             EntryMaker()(capture)
         return
     assert EntryMaker()(capture) == expected
+
+
+class _OtherImp(msgspec.Struct):
+    banner: int | None = None
+    id: str | None = None  # at another offset than `Imp`'s
+
+
+@dataclass
+class _PlainImp:
+    id: str | None
+
+
+@_COMPILED
+def test_the_compiled_entries_read_any_object_as_the_python_does() -> None:
+    """The compiled module reads the structs' fields at their offsets, remembered for the
+    last type seen: objects of another type, or of a type without slots, read the same."""
+    make = EntryMaker()
+    with mock.patch.object(record, "compiled", None):
+        python = EntryMaker()
+    for imp in (Imp(id="1"), _OtherImp(id="2"), _PlainImp("3"), Imp(id="4"), Imp()):
+        request = BidRequest(id="r", imp=[imp])  # type: ignore[list-item]
+        for verdict in [
+            (204, request, "not_ready", None),
+            (200, request, None, [ImpDecision(imp, 0.25, 1.5)]),  # type: ignore[arg-type]
+        ]:
+            capture: Capture = (1.0, HEADERS, b'{"id":"r"}', 0.001, "v", verdict)
+            assert make(capture) == python(capture)
 
 
 @_COMPILED
