@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import gc
 import ipaddress
 import math
@@ -34,13 +35,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol, TypeVar, cast
+from typing import Any, Literal, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 
 import httptools
 
 from bidder.traffic.histogram import Histogram
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # Closed-loop connections that failed wait this long before reconnecting, so a server that
 # is down is probed, not hammered.
@@ -600,6 +602,27 @@ class _Engine:
             self.result.series = self.series
 
 
+def _collector_frozen(
+    run: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """`run` with the heap as it stands (the caller's data, the requests prepared) out of
+    the garbage collector's reach: collections then walk only what the run itself makes,
+    where a sender's pause counts as the server's latency (full collections of 56-91 ms were
+    seen in a sender before). Nothing is collected first, which would take as long: cyclic
+    garbage already there waits for the collections after the run."""
+
+    @functools.wraps(run)
+    async def frozen(*args: P.args, **kwargs: P.kwargs) -> T:
+        gc.freeze()
+        try:
+            return await run(*args, **kwargs)
+        finally:
+            gc.unfreeze()
+
+    return frozen
+
+
+@_collector_frozen
 async def run_closed_loop(
     target: Target,
     requests: RequestSource,
@@ -616,29 +639,29 @@ async def run_closed_loop(
     if connections < 1 or duration <= 0:
         raise ValueError("a closed loop needs at least one connection and a duration")
     result = LoadResult(mode="closed")
-    with _collector_frozen():
-        engine = _Engine(
-            target,
-            requests,
-            result,
-            timeout=request_timeout,
-            check=check,
-            on_answer=None,
-            series=series,
-            max_connections=connections,
-            max_requests=max_requests,
-        )
-        try:
-            for _ in range(connections):
-                engine.connect()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(engine.limit_reached.wait(), duration)
-        finally:
-            await engine.finish()
+    engine = _Engine(
+        target,
+        requests,
+        result,
+        timeout=request_timeout,
+        check=check,
+        on_answer=None,
+        series=series,
+        max_connections=connections,
+        max_requests=max_requests,
+    )
+    try:
+        for _ in range(connections):
+            engine.connect()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(engine.limit_reached.wait(), duration)
+    finally:
+        await engine.finish()
     result.duration = time.perf_counter() - engine.start
     return result
 
 
+@_collector_frozen
 async def run_open_loop(
     target: Target,
     requests: RequestSource,
@@ -672,35 +695,34 @@ async def run_open_loop(
         raise ValueError("an open loop needs at least one step and one connection")
     length = sum(step.duration for step in steps)
     result = LoadResult(mode="open", offered_rate=sum(s.requests for s in steps) / length)
-    with _collector_frozen():
-        engine = _Engine(
-            target,
-            requests,
-            result,
-            timeout=request_timeout,
-            check=check,
-            on_answer=on_answer,
-            series=series,
-            max_connections=max_connections,
-        )
-        watcher: asyncio.Task[None] | None = None
-        try:
-            for _ in range(min(initial_connections, max_connections)):
-                engine.connect()
-            await asyncio.gather(*engine.tasks)
-            # Series seconds count from the first scheduled send.
-            start = engine.start = result.start = time.perf_counter() + 0.001
-            if len(steps) > 1:
-                _plan_phases(engine, start, steps)
-            if watch is not None:
-                watcher = asyncio.create_task(watch(result))
-            await _send_on_schedule(engine, start, steps, late_threshold)
-        finally:
-            await engine.finish()
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+    engine = _Engine(
+        target,
+        requests,
+        result,
+        timeout=request_timeout,
+        check=check,
+        on_answer=on_answer,
+        series=series,
+        max_connections=max_connections,
+    )
+    watcher: asyncio.Task[None] | None = None
+    try:
+        for _ in range(min(initial_connections, max_connections)):
+            engine.connect()
+        await asyncio.gather(*engine.tasks)
+        # Series seconds count from the first scheduled send.
+        start = engine.start = result.start = time.perf_counter() + 0.001
+        if len(steps) > 1:
+            _plan_phases(engine, start, steps)
+        if watch is not None:
+            watcher = asyncio.create_task(watch(result))
+        await _send_on_schedule(engine, start, steps, late_threshold)
+    finally:
+        await engine.finish()
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     result.duration = max(length, time.perf_counter() - engine.start)
     return result
 
@@ -768,20 +790,6 @@ async def _send_on_schedule(
             if engine.connecting < len(engine.pending):
                 result.cap_waits += 1
         step_start += step.duration
-
-
-@contextlib.contextmanager
-def _collector_frozen() -> Iterator[None]:
-    """The heap as it stands (the caller's data, the requests prepared) out of the garbage
-    collector's reach while requests are sent: collections then walk only what the run
-    itself makes, where a sender's pause counts as the server's latency (full collections
-    of 56-91 ms were seen in a sender before). Nothing is collected first, which would take
-    as long: cyclic garbage already there waits for the collections after the run."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
