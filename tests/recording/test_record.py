@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +231,45 @@ def test_the_compiled_encoder_takes_the_bid_paths_entries_whole(mode: str) -> No
     )
     assert reached == len(entries)
     assert data == _reference(RecordEncoder(redactor), entries)[0]
+
+
+@_COMPILED
+def test_the_compiled_encoder_lets_other_threads_run_while_it_writes() -> None:
+    """The writer's lines are written with the GIL let go: the event loop goes on meanwhile.
+    The other thread here lets go of the GIL after each step, and the switch interval is
+    made longer than the test, so that it steps during the call only when the call lets go
+    (a C call holding the GIL lets no other thread in, however long it takes)."""
+    make = EntryMaker()
+    entries = [make(capture) for capture in captures(2000)]
+    tree = Redactor("drop").drop_tree
+    assert compiled is not None
+    steps = 0
+    stop = threading.Event()
+
+    def step() -> None:
+        nonlocal steps
+        while not stop.is_set():
+            steps += 1
+            time.sleep(0)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(60.0)
+    stepper = threading.Thread(target=step)
+    try:
+        stepper.start()
+        while steps == 0:
+            time.sleep(0.001)
+        before = steps
+        _, reached = compiled.encode_records(
+            entries, 0, len(entries), 2**40, tree, 1, b"internal_error"
+        )
+        during = steps - before
+    finally:
+        stop.set()
+        stepper.join()
+        sys.setswitchinterval(interval)
+    assert reached == len(entries)
+    assert during > 0
 
 
 def test_a_chunk_ends_with_the_record_that_fills_its_room() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bidder.recording.redaction import IDENTIFIER_PATHS, Redactor, _scanner_tree
+from bidder.recording.redaction import IDENTIFIER_PATHS, Redactor
 from bidder.recording.speedups import compiled
 from bidder.traffic.synthetic import generate_bid_requests
 from tests.recording.helpers import REQUESTS, formatted
@@ -295,7 +296,7 @@ def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
     noise = data.draw(st.binary(max_size=8))
     at = data.draw(st.integers(0, cut))
     mutated = body[:at] + noise + body[at:cut]
-    tree = _scanner_tree(Redactor("drop")._paths)
+    tree = Redactor("drop").drop_tree
     assert tree is not None
     assert compiled is not None
     for hashing in (False, True):
@@ -311,6 +312,40 @@ def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
     if dropped is not None:
         assert b"\n" not in dropped
         assert len(dropped) <= len(mutated) + 4 * mutated.count(b",")
+
+
+@_SCANNER
+@pytest.mark.parametrize(
+    ("nodes", "error", "message"),
+    [
+        ((), TypeError, "nodes must be a tuple of 1 node or more"),
+        ([((), (), -1)], TypeError, "nodes must be a tuple"),
+        (((("ip",), (-2,), -1),), TypeError, "node 0 must be"),
+        ((((b"ip", b"ua"), (-2,), -1),), TypeError, "node 0 must be"),
+        ((((b"user",), (1,), -1),), ValueError, "0 to 0), -1 or -2, not 1"),
+        ((((b"ip",), (-3,), -1),), ValueError, "not -3"),
+        ((((), (), "each"),), ValueError, "not 'each'"),
+        ((((), (), 2**70),), ValueError, "not 1180591620717411303424"),
+    ],
+)
+def test_a_malformed_tree_is_refused_by_name(
+    nodes: Any, error: type[Exception], message: str
+) -> None:
+    assert compiled is not None
+    with pytest.raises(error, match=re.escape(message)):
+        compiled.scanner_tree(nodes)
+
+
+@_SCANNER
+def test_the_scanner_takes_only_its_own_tree() -> None:
+    assert compiled is not None
+    nodes = (((b"ip",), (-2,), -1),)
+    tree = compiled.scanner_tree(nodes)
+    assert compiled.without_identifiers(b'{"ip":"203.0.113.7","w":1}', tree) == b'{"w":1}'
+    with pytest.raises(TypeError):
+        compiled.without_identifiers(b'{"ip":"203.0.113.7"}', nodes)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        type(tree)()
 
 
 @pytest.mark.skipif(

@@ -10,12 +10,17 @@
        The edits that remove or hash them, for Python to apply (the `hash` mode: the
        keyed hash is Python's).
 
-   `body` is a JSON text already known to be valid (the bid path decoded it). `tree` is the
-   identifier paths compiled by `redaction.py`: a tuple of nodes, node 0 the top-level
-   object, each node a tuple (keys, targets, each): `keys` a tuple of bytes, `targets` a
-   tuple of ints of the same length, `each` an int; a target is a node's index, IDENTIFIER
-   (-2) or NOTHING (-1), and `each` is what every member of an object not named in `keys`,
-   and every element of an array, leads to.
+   scanner_tree(nodes) -> ScannerTree
+       The identifier paths compiled by `redaction.py`, checked and laid out for the
+       scanner once: a scan then needs nothing of Python's, and the record writer scans
+       with the GIL let go. `nodes` is a tuple of nodes, node 0 the top-level object, each
+       node a tuple (keys, targets, each): `keys` a tuple of bytes, `targets` a tuple of
+       ints of the same length, `each` an int; a target is a node's index, IDENTIFIER (-2)
+       or NOTHING (-1), and `each` is what every member of an object not named in `keys`,
+       and every element of an array, leads to.
+
+   `body` is a JSON text already known to be valid (the bid path decoded it); `tree` a
+   ScannerTree.
 
    Edits come in the order of the body, none overlapping: (start, end, kind), kind one of
    the EDIT_* values below. Removing a member takes a comma with it, the one before it when
@@ -50,13 +55,34 @@ typedef struct {
     int kind;
 } Edit;
 
+/* A key of a node, and where it leads. */
+typedef struct {
+    const char *text;  /* in a bytes object of the tree's `nodes` */
+    Py_ssize_t length;
+    int target;
+} TreeKey;
+
+typedef struct {
+    const TreeKey *keys;
+    Py_ssize_t key_count;
+    int each;
+} TreeNode;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *nodes;  /* the tuple it was made of, which holds the keys' bytes */
+    TreeNode *node;
+    TreeKey *keys;
+} Tree;
+
 typedef struct {
     const char *text;
     Py_ssize_t size;
     Py_ssize_t at;
-    PyObject *tree;
+    const Tree *tree;
     int hashing;
     int unsupported;  /* set once the body cannot be handled here: the caller falls back */
+    int no_memory;    /* set when the edits' memory ran out */
     Edit *edits;
     Py_ssize_t edit_count;
     Py_ssize_t edit_room;
@@ -161,12 +187,13 @@ static int scan_item(Scan *scan, int target, int depth, Py_ssize_t *start, char 
     return scan_value(scan, target >= 0 ? target : NOTHING, depth + 1);
 }
 
+/* The edits' memory is the raw allocator's, which needs no GIL: the writer scans without. */
 static int add_edit(Scan *scan, Py_ssize_t start, Py_ssize_t end, int kind) {
     if (scan->edit_count == scan->edit_room) {
         Py_ssize_t room = scan->edit_room ? scan->edit_room * 2 : 16;
-        Edit *grown = PyMem_Realloc(scan->edits, (size_t)room * sizeof(Edit));
+        Edit *grown = PyMem_RawRealloc(scan->edits, (size_t)room * sizeof(Edit));
         if (grown == NULL) {
-            PyErr_NoMemory();
+            scan->no_memory = 1;
             return -1;
         }
         scan->edits = grown;
@@ -191,32 +218,20 @@ static int identifier_kind(Scan *scan, char first) {
     return EDIT_REMOVE;
 }
 
-/* The index of the bytes `text` in `candidates`, a tuple of bytes; -1 when it is not there. */
-static Py_ssize_t index_of(PyObject *candidates, const char *text, Py_ssize_t length) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(candidates); i++) {
-        PyObject *candidate = PyTuple_GET_ITEM(candidates, i);
-        if (PyBytes_GET_SIZE(candidate) == length &&
-            memcmp(PyBytes_AS_STRING(candidate), text, (size_t)length) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
 /* The target of `key` in `node`: a node, IDENTIFIER, or NOTHING. */
 static int target_of(Scan *scan, int node, const char *key, Py_ssize_t length) {
-    PyObject *entry = PyTuple_GET_ITEM(scan->tree, node);
-    Py_ssize_t index = index_of(PyTuple_GET_ITEM(entry, 0), key, length);
-    PyObject *target = index >= 0 ? PyTuple_GET_ITEM(PyTuple_GET_ITEM(entry, 1), index)
-                                  : PyTuple_GET_ITEM(entry, 2);
-    return (int)PyLong_AsLong(target);
+    const TreeNode *entry = &scan->tree->node[node];
+    for (Py_ssize_t i = 0; i < entry->key_count; i++) {
+        if (entry->keys[i].length == length &&
+            memcmp(entry->keys[i].text, key, (size_t)length) == 0) {
+            return entry->keys[i].target;
+        }
+    }
+    return entry->each;
 }
 
 static int each_of(Scan *scan, int node) {
-    if (node < 0) {
-        return NOTHING;
-    }
-    return (int)PyLong_AsLong(PyTuple_GET_ITEM(PyTuple_GET_ITEM(scan->tree, node), 2));
+    return node < 0 ? NOTHING : scan->tree->node[node].each;
 }
 
 static int scan_object(Scan *scan, int node, int depth) {
@@ -243,9 +258,6 @@ static int scan_object(Scan *scan, int node, int depth) {
                 return fail(scan);
             }
             target = target_of(scan, node, scan->text + key_start + 1, scan->at - key_start - 2);
-            if (PyErr_Occurred()) {
-                return -1;
-            }
         }
         skip_space(scan);
         if (!take(scan, ':')) {
@@ -471,13 +483,15 @@ static int scan_value(Scan *scan, int node, int depth) {
     return scan_scalar(scan);
 }
 
-/* Scans `text`: 1 with its edits in `scan`, 0 when it is not handled here, -1 on an error
-   (an exception set). `scan` starts zeroed, or as a scan before left it (its memory for
-   edits is used again); the caller frees `scan->edits`. */
-static int scan_body(Scan *scan, const char *text, Py_ssize_t size, PyObject *tree, int hashing) {
-    *scan = (Scan){text, size, 0, tree, hashing, 0, scan->edits, 0, scan->edit_room};
+/* Scans `text`: 1 with its edits in `scan`, 0 when it is not handled here, -1 when memory
+   ran out (no exception set: it runs without the GIL too). `scan` starts zeroed, or as a
+   scan before left it (its memory for edits is used again); the caller frees `scan->edits`
+   with PyMem_RawFree. */
+static int scan_body(Scan *scan, const char *text, Py_ssize_t size, const Tree *tree,
+                     int hashing) {
+    *scan = (Scan){text, size, 0, tree, hashing, 0, 0, scan->edits, 0, scan->edit_room};
     skip_space(scan);
-    if (scan->at >= scan->size || scan->text[scan->at] != '{' || PyTuple_GET_SIZE(tree) == 0) {
+    if (scan->at >= scan->size || scan->text[scan->at] != '{') {
         return 0;
     }
     if (scan_value(scan, 0, 0) == 0) {
@@ -486,26 +500,133 @@ static int scan_body(Scan *scan, const char *text, Py_ssize_t size, PyObject *tr
             scan->unsupported = 1;
         }
     }
-    if (PyErr_Occurred()) {
+    if (scan->no_memory) {
         return -1;
     }
     return scan->unsupported ? 0 : 1;
 }
+
+/* ---- The tree ------------------------------------------------------------------------ */
+
+static void tree_dealloc(Tree *tree) {
+    PyMem_Free(tree->node);
+    PyMem_Free(tree->keys);
+    Py_XDECREF(tree->nodes);
+    Py_TYPE(tree)->tp_free((PyObject *)tree);
+}
+
+/* It holds only a tuple of bytes and ints, which cannot lead back to it: not tracked by
+   the garbage collector. */
+static PyTypeObject TreeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bidder.recording._speedups.ScannerTree",
+    .tp_basicsize = sizeof(Tree),
+    .tp_dealloc = (destructor)tree_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .tp_doc = "The identifier paths as the scanner follows them; made by scanner_tree().",
+};
+
+/* `value` as a target in a tree of `node_count` nodes: 0, or -1 with ValueError set. */
+static int tree_target(PyObject *value, Py_ssize_t node_count, int *target) {
+    long number = PyLong_Check(value) ? PyLong_AsLong(value) : LONG_MIN;
+    if (number == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        number = LONG_MIN;
+    }
+    if (number < IDENTIFIER || number >= node_count) {
+        PyErr_Format(PyExc_ValueError,
+                     "a target must be a node's index (0 to %zd), -1 or -2, not %R",
+                     node_count - 1, value);
+        return -1;
+    }
+    *target = (int)number;
+    return 0;
+}
+
+/* Whether `node` is (keys, targets, each): a tuple of bytes, a tuple as long, anything. */
+static int is_node(PyObject *node) {
+    if (!PyTuple_Check(node) || PyTuple_GET_SIZE(node) != 3 ||
+        !PyTuple_Check(PyTuple_GET_ITEM(node, 0)) || !PyTuple_Check(PyTuple_GET_ITEM(node, 1)) ||
+        PyTuple_GET_SIZE(PyTuple_GET_ITEM(node, 0)) != PyTuple_GET_SIZE(PyTuple_GET_ITEM(node, 1))) {
+        return 0;
+    }
+    PyObject *keys = PyTuple_GET_ITEM(node, 0);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(keys, i))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *scanner_tree(PyObject *module, PyObject *nodes) {
+    (void)module;
+    if (!PyTuple_Check(nodes) || PyTuple_GET_SIZE(nodes) == 0 ||
+        PyTuple_GET_SIZE(nodes) > INT_MAX) {
+        PyErr_SetString(PyExc_TypeError, "nodes must be a tuple of 1 node or more");
+        return NULL;
+    }
+    Py_ssize_t node_count = PyTuple_GET_SIZE(nodes), key_count = 0;
+    for (Py_ssize_t i = 0; i < node_count; i++) {
+        PyObject *node = PyTuple_GET_ITEM(nodes, i);
+        if (!is_node(node)) {
+            PyErr_Format(PyExc_TypeError,
+                         "node %zd must be (keys: tuple[bytes, ...], targets: tuple[int, ...] "
+                         "as long, each: int), not %R", i, node);
+            return NULL;
+        }
+        key_count += PyTuple_GET_SIZE(PyTuple_GET_ITEM(node, 0));
+    }
+    Tree *tree = PyObject_New(Tree, &TreeType);
+    if (tree == NULL) {
+        return NULL;
+    }
+    tree->nodes = Py_NewRef(nodes);
+    tree->node = PyMem_New(TreeNode, node_count);
+    tree->keys = PyMem_New(TreeKey, key_count ? key_count : 1);
+    if (tree->node == NULL || tree->keys == NULL) {
+        Py_DECREF(tree);
+        return PyErr_NoMemory();
+    }
+    TreeKey *key = tree->keys;
+    for (Py_ssize_t i = 0; i < node_count; i++) {
+        PyObject *node = PyTuple_GET_ITEM(nodes, i);
+        PyObject *keys = PyTuple_GET_ITEM(node, 0), *targets = PyTuple_GET_ITEM(node, 1);
+        tree->node[i] = (TreeNode){key, PyTuple_GET_SIZE(keys), NOTHING};
+        if (tree_target(PyTuple_GET_ITEM(node, 2), node_count, &tree->node[i].each) < 0) {
+            Py_DECREF(tree);
+            return NULL;
+        }
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(keys); k++, key++) {
+            PyObject *text = PyTuple_GET_ITEM(keys, k);
+            *key = (TreeKey){PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text), NOTHING};
+            if (tree_target(PyTuple_GET_ITEM(targets, k), node_count, &key->target) < 0) {
+                Py_DECREF(tree);
+                return NULL;
+            }
+        }
+    }
+    return (PyObject *)tree;
+}
+
+/* ---- Redaction ----------------------------------------------------------------------- */
 
 static PyObject *identifier_edits(PyObject *module, PyObject *args) {
     (void)module;
     Py_buffer body;
     PyObject *tree;
     int hashing;
-    if (!PyArg_ParseTuple(args, "y*O!p", &body, &PyTuple_Type, &tree, &hashing)) {
+    if (!PyArg_ParseTuple(args, "y*O!p", &body, &TreeType, &tree, &hashing)) {
         return NULL;
     }
     Scan scan = {0};
-    int scanned = scan_body(&scan, body.buf, body.len, tree, hashing);
+    int scanned = scan_body(&scan, body.buf, body.len, (Tree *)tree, hashing);
     PyObject *answer = NULL;
     if (scanned == 0) {
         answer = Py_NewRef(Py_None);
-    } else if (scanned > 0 && (answer = PyList_New(scan.edit_count)) != NULL) {
+    } else if (scanned < 0) {
+        PyErr_NoMemory();
+    } else if ((answer = PyList_New(scan.edit_count)) != NULL) {
         for (Py_ssize_t i = 0; i < scan.edit_count; i++) {
             Edit edit = scan.edits[i];
             PyObject *item = Py_BuildValue("(nni)", edit.start, edit.end, edit.kind);
@@ -516,7 +637,7 @@ static PyObject *identifier_edits(PyObject *module, PyObject *args) {
             PyList_SET_ITEM(answer, i, item);
         }
     }
-    PyMem_Free(scan.edits);
+    PyMem_RawFree(scan.edits);
     PyBuffer_Release(&body);
     return answer;
 }
@@ -562,21 +683,23 @@ static PyObject *without_identifiers(PyObject *module, PyObject *args) {
     (void)module;
     Py_buffer body;
     PyObject *tree;
-    if (!PyArg_ParseTuple(args, "y*O!", &body, &PyTuple_Type, &tree)) {
+    if (!PyArg_ParseTuple(args, "y*O!", &body, &TreeType, &tree)) {
         return NULL;
     }
     Scan scan = {0};
-    int scanned = scan_body(&scan, body.buf, body.len, tree, 0);
+    int scanned = scan_body(&scan, body.buf, body.len, (Tree *)tree, 0);
     PyObject *answer = NULL;
     if (scanned == 0) {
         answer = Py_NewRef(Py_None);
-    } else if (scanned > 0) {
+    } else if (scanned < 0) {
+        PyErr_NoMemory();
+    } else {
         answer = PyBytes_FromStringAndSize(NULL, dropped_size(&scan));
         if (answer != NULL) {
             write_dropped(PyBytes_AS_STRING(answer), &scan);
         }
     }
-    PyMem_Free(scan.edits);
+    PyMem_RawFree(scan.edits);
     PyBuffer_Release(&body);
     return answer;
 }
@@ -609,8 +732,9 @@ typedef struct {
     Py_ssize_t room;
 } Output;
 
-/* Makes room for `more` bytes; -1 (an exception set) when memory runs out. */
-static int reserve(Output *out, Py_ssize_t more) {
+/* Makes room for `more` bytes; -1 when memory runs out. The memory is the raw allocator's
+   (freed with PyMem_RawFree), which needs no GIL: the writer encodes without. */
+static int grow(Output *out, Py_ssize_t more) {
     if (out->size + more <= out->room) {
         return 0;
     }
@@ -618,13 +742,21 @@ static int reserve(Output *out, Py_ssize_t more) {
     while (room < out->size + more) {
         room *= 2;
     }
-    char *grown = PyMem_Realloc(out->data, (size_t)room);
+    char *grown = PyMem_RawRealloc(out->data, (size_t)room);
     if (grown == NULL) {
-        PyErr_NoMemory();
         return -1;
     }
     out->data = grown;
     out->room = room;
+    return 0;
+}
+
+/* `grow` with the GIL held: -1 with MemoryError set. */
+static int reserve(Output *out, Py_ssize_t more) {
+    if (grow(out, more) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
     return 0;
 }
 
@@ -801,69 +933,94 @@ static PyObject *field_of(const Layout *layout, PyObject *entry, int field) {
 
 typedef struct {
     Layout layout;
-    PyObject *tree;  /* None: identifiers kept */
+    const Tree *tree;  /* NULL: identifiers kept */
     long version;
     const char *error_reason;
     Py_ssize_t error_reason_length;
-    Scan scan;       /* its edits' memory reused from entry to entry */
+    Scan scan;         /* its edits' memory reused from entry to entry */
 } Encoding;
 
-/* Appends `entry`'s record to `out`: 1, or 0 to leave the entry to RecordEncoder, or -1
-   with an exception set. */
-static int encode_entry(Encoding *encoding, PyObject *entry, Output *out) {
-    PyObject *fields[FIELD_COUNT] = {NULL};
-    int outcome = -1;
+/* An entry's fields as the line is written from them, read while the GIL is held: the
+   objects are held (new references) until the GIL is taken back, and every pointer is into
+   them. */
+typedef struct {
+    PyObject *fields[FIELD_COUNT];
+    const char *id, *model_version, *reason; /* reason NULL: none */
+    Py_ssize_t id_length, version_length, reason_length;
+    double arrival, elapsed;
+    long status;
+} Fields;
+
+static void release_fields(Fields *fields) {
     for (int i = 0; i < FIELD_COUNT; i++) {
-        fields[i] = field_of(&encoding->layout, entry, i);
-        if (fields[i] == NULL) {
-            goto done;
+        Py_CLEAR(fields->fields[i]);
+    }
+}
+
+/* Reads `entry` into `read`: 1, or 0 to leave the entry to RecordEncoder, or -1 with an
+   exception set. `read` holds references in both of the last two cases too. */
+static int read_fields(Encoding *encoding, PyObject *entry, Fields *read) {
+    PyObject **fields = read->fields;
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        if ((fields[i] = field_of(&encoding->layout, entry, i)) == NULL) {
+            return -1;
         }
     }
-    outcome = 0;
-    Py_ssize_t id_length, version_length, reason_length = 0;
-    const char *id = plain_string(fields[F_REQUEST_ID], &id_length);
-    const char *model_version = plain_string(fields[F_MODEL_VERSION], &version_length);
-    const char *reason = NULL;
-    int has_reason = fields[F_REASON] != Py_None;
-    if (has_reason && (reason = plain_string(fields[F_REASON], &reason_length)) == NULL) {
-        goto done;
+    read->id = plain_string(fields[F_REQUEST_ID], &read->id_length);
+    read->model_version = plain_string(fields[F_MODEL_VERSION], &read->version_length);
+    read->reason = NULL;
+    read->reason_length = 0;
+    if (fields[F_REASON] != Py_None &&
+        (read->reason = plain_string(fields[F_REASON], &read->reason_length)) == NULL) {
+        return 0;
     }
-    if (id == NULL || model_version == NULL || !PyFloat_CheckExact(fields[F_ARRIVAL]) ||
-        !PyFloat_CheckExact(fields[F_ELAPSED]) || !PyLong_CheckExact(fields[F_STATUS]) ||
-        !PyBytes_CheckExact(fields[F_HEADERS]) || !PyBytes_CheckExact(fields[F_BODY]) ||
-        !PyBytes_CheckExact(fields[F_IMPS])) {
-        goto done;
+    if (read->id == NULL || read->model_version == NULL ||
+        !PyFloat_CheckExact(fields[F_ARRIVAL]) || !PyFloat_CheckExact(fields[F_ELAPSED]) ||
+        !PyLong_CheckExact(fields[F_STATUS]) || !PyBytes_CheckExact(fields[F_HEADERS]) ||
+        !PyBytes_CheckExact(fields[F_BODY]) || !PyBytes_CheckExact(fields[F_IMPS])) {
+        return 0;
     }
-    char arrival[32], latency[32];
-    Py_ssize_t arrival_length = fixed(PyFloat_AS_DOUBLE(fields[F_ARRIVAL]), 6, arrival);
-    Py_ssize_t latency_length = fixed(PyFloat_AS_DOUBLE(fields[F_ELAPSED]) * 1000, 3, latency);
-    long status = PyLong_AsLong(fields[F_STATUS]);
-    if (arrival_length == 0 || latency_length == 0 || status < 0 || status > 999) {
+    read->arrival = PyFloat_AS_DOUBLE(fields[F_ARRIVAL]);
+    read->elapsed = PyFloat_AS_DOUBLE(fields[F_ELAPSED]);
+    read->status = PyLong_AsLong(fields[F_STATUS]);
+    if (read->status < 0 || read->status > 999) {
         PyErr_Clear();
-        goto done;
+        return 0;
     }
+    return 1;
+}
+
+/* Appends the record of `read` to `out`: 1, or 0 to leave the entry to RecordEncoder, or
+   -1 when memory ran out. Runs without the GIL: nothing here touches Python. */
+static int write_record(Encoding *encoding, const Fields *read, Output *out) {
+    char arrival[32], latency[32];
+    Py_ssize_t arrival_length = fixed(read->arrival, 6, arrival);
+    Py_ssize_t latency_length = fixed(read->elapsed * 1000, 3, latency);
+    if (arrival_length == 0 || latency_length == 0) {
+        return 0;
+    }
+    PyObject *const *fields = read->fields;
     const char *body = PyBytes_AS_STRING(fields[F_BODY]);
     Py_ssize_t body_length = PyBytes_GET_SIZE(fields[F_BODY]);
     if (body_length == 0 || !is_utf8((const unsigned char *)body, body_length)) {
-        goto done;
+        return 0;
     }
     Scan *scan = &encoding->scan;
     Py_ssize_t body_size = body_length;
-    if (encoding->tree != Py_None) {
+    if (encoding->tree != NULL) {
         int scanned = scan_body(scan, body, body_length, encoding->tree, 0);
         if (scanned <= 0) {
-            outcome = scanned;
-            goto done;
+            return scanned;
         }
         body_size = dropped_size(scan);
     }
     const char *outcome_text;
-    if (status >= 400) {
+    if (read->status >= 400) {
         outcome_text = "\"invalid\"";
-    } else if (!has_reason) {
+    } else if (read->reason == NULL) {
         outcome_text = "\"bid\"";
-    } else if (reason_length == encoding->error_reason_length &&
-               memcmp(reason, encoding->error_reason, (size_t)reason_length) == 0) {
+    } else if (read->reason_length == encoding->error_reason_length &&
+               memcmp(read->reason, encoding->error_reason, (size_t)read->reason_length) == 0) {
         outcome_text = "\"error\"";
     } else {
         outcome_text = "\"no_bid\"";
@@ -871,38 +1028,37 @@ static int encode_entry(Encoding *encoding, PyObject *entry, Output *out) {
     Py_ssize_t headers_length = PyBytes_GET_SIZE(fields[F_HEADERS]);
     Py_ssize_t imps_length = PyBytes_GET_SIZE(fields[F_IMPS]);
     /* Every fixed part of the line, the numbers and the outcome take less than 256 bytes. */
-    if (reserve(out, 256 + id_length + headers_length + body_size + version_length +
-                         reason_length + imps_length) < 0) {
-        outcome = -1;
-        goto done;
+    if (grow(out, 256 + read->id_length + headers_length + body_size + read->version_length +
+                      read->reason_length + imps_length) < 0) {
+        return -1;
     }
     char *to = out->data + out->size;
     to = PUT_LITERAL(to, "{\"v\":");
     to = put_integer(to, (uint64_t)encoding->version);
     to = PUT_LITERAL(to, ",\"id\":\"");
-    to = put(to, id, id_length);
+    to = put(to, read->id, read->id_length);
     to = PUT_LITERAL(to, "\",\"ts\":");
     to = put(to, arrival, arrival_length);
     to = PUT_LITERAL(to, ",\"headers\":");
     to = put(to, PyBytes_AS_STRING(fields[F_HEADERS]), headers_length);
     to = PUT_LITERAL(to, ",\"body\":");
-    if (encoding->tree != Py_None) {
+    if (encoding->tree != NULL) {
         to = write_dropped(to, scan);
     } else {
         to = copy_on_one_line(to, body, body_length);
     }
     to = PUT_LITERAL(to, ",\"status\":");
-    to = put_integer(to, (uint64_t)status);
+    to = put_integer(to, (uint64_t)read->status);
     to = PUT_LITERAL(to, ",\"latency_ms\":");
     to = put(to, latency, latency_length);
     to = PUT_LITERAL(to, ",\"model_version\":\"");
-    to = put(to, model_version, version_length);
+    to = put(to, read->model_version, read->version_length);
     to = PUT_LITERAL(to, "\",\"decision\":{\"outcome\":");
     to = put(to, outcome_text, (Py_ssize_t)strlen(outcome_text));
     to = PUT_LITERAL(to, ",\"reason\":");
-    if (has_reason) {
+    if (read->reason != NULL) {
         *to++ = '"';
-        to = put(to, reason, reason_length);
+        to = put(to, read->reason, read->reason_length);
         *to++ = '"';
     } else {
         to = PUT_LITERAL(to, "null");
@@ -911,38 +1067,31 @@ static int encode_entry(Encoding *encoding, PyObject *entry, Output *out) {
     to = put(to, PyBytes_AS_STRING(fields[F_IMPS]), imps_length);
     to = PUT_LITERAL(to, "}}\n");
     out->size = to - out->data;
-    outcome = 1;
-done:
-    for (int i = 0; i < FIELD_COUNT; i++) {
-        Py_XDECREF(fields[i]);
-    }
-    return outcome;
+    return 1;
 }
 
 /* The entries were made by the event loop up to a drain interval ago, and are mostly out of
-   the cache: the next entries and the start of the next body are fetched while this one is
-   encoded. */
-static void prefetch_ahead(const Layout *layout, PyObject *entries, Py_ssize_t at,
-                           Py_ssize_t end) {
-    if (at + 2 < end) {
-        const char *entry = (const char *)PyList_GET_ITEM(entries, at + 2);
+   the cache: the next entries are fetched while this one is read. */
+static void prefetch_entry(PyObject *entries, Py_ssize_t at, Py_ssize_t end) {
+    if (at < end) {
+        const char *entry = (const char *)PyList_GET_ITEM(entries, at);
         __builtin_prefetch(entry);
         __builtin_prefetch(entry + 64);
     }
-    if (at + 1 < end && layout->type != NULL) {
-        PyObject *entry = PyList_GET_ITEM(entries, at + 1);
-        PyObject *body = Py_TYPE(entry) == layout->type
-                             ? *(PyObject **)((char *)entry + layout->offsets[F_BODY])
-                             : NULL;
-        if (body != NULL && PyBytes_CheckExact(body)) {
-            const char *text = PyBytes_AS_STRING(body);
-            for (Py_ssize_t line = 0; line < Py_MIN(PyBytes_GET_SIZE(body), 512); line += 64) {
-                __builtin_prefetch(text + line);
-            }
-        }
+}
+
+/* And the start of the next body while this one is written. */
+static void prefetch_body(const Fields *read) {
+    PyObject *body = read->fields[F_BODY];
+    const char *text = PyBytes_AS_STRING(body);
+    for (Py_ssize_t line = 0; line < Py_MIN(PyBytes_GET_SIZE(body), 512); line += 64) {
+        __builtin_prefetch(text + line);
     }
 }
 
+/* The entries' fields are read with the GIL held, then their lines written with it let go:
+   the scan, the UTF-8 check and the copies, most of a record's cost, run beside the event
+   loop rather than in its way. */
 static PyObject *encode_records(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *entries, *tree;
@@ -953,37 +1102,63 @@ static PyObject *encode_records(PyObject *module, PyObject *args) {
                           &encoding.error_reason_length)) {
         return NULL;
     }
-    if (tree != Py_None && !PyTuple_Check(tree)) {
-        PyErr_SetString(PyExc_TypeError, "tree must be a tuple or None");
+    if (tree != Py_None && !Py_IS_TYPE(tree, &TreeType)) {
+        PyErr_SetString(PyExc_TypeError, "tree must be a ScannerTree or None");
         return NULL;
     }
-    encoding.tree = tree;
-    Output out = {NULL, 0, 0};
+    encoding.tree = tree == Py_None ? NULL : (const Tree *)tree;
     Py_ssize_t at = start < 0 ? 0 : start;
-    PyObject *answer = NULL;
     end = Py_MIN(end, PyList_GET_SIZE(entries));
-    if (at < end) {
-        find_layout(&encoding.layout, Py_TYPE(PyList_GET_ITEM(entries, at)));
-        /* A chunk's lines are mostly a few hundred kilobytes: no growing by small steps. */
-        if (reserve(&out, 64 * 1024) < 0) {
-            return NULL;
-        }
+    if (at >= end) {
+        return Py_BuildValue("(y#n)", "", (Py_ssize_t)0, at);
     }
-    while (at < end && out.size < room) {
-        prefetch_ahead(&encoding.layout, entries, at, end);
-        int encoded = encode_entry(&encoding, PyList_GET_ITEM(entries, at), &out);
-        if (encoded < 0) {
-            goto done;
-        }
-        if (encoded == 0) {
+    find_layout(&encoding.layout, Py_TYPE(PyList_GET_ITEM(entries, at)));
+    Fields *read = PyMem_Calloc((size_t)(end - at), sizeof(Fields));
+    /* A chunk's lines are mostly a few hundred kilobytes: no growing by small steps. */
+    Output out = {NULL, 0, 0};
+    PyObject *answer = NULL;
+    Py_ssize_t count = 0, written = 0;
+    int outcome = 1;
+    if (read == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (reserve(&out, 64 * 1024) < 0) {
+        goto done;
+    }
+    for (; at + count < end; count++) {
+        prefetch_entry(entries, at + count + 2, end);
+        int usable = read_fields(&encoding, PyList_GET_ITEM(entries, at + count), &read[count]);
+        if (usable <= 0) {
+            release_fields(&read[count]);
+            if (usable < 0) {
+                goto done;
+            }
             break;
         }
-        at++;
     }
-    answer = Py_BuildValue("(y#n)", out.data ? out.data : "", out.size, at);
+    Py_BEGIN_ALLOW_THREADS
+    for (; written < count && out.size < room; written++) {
+        if (written + 1 < count) {
+            prefetch_body(&read[written + 1]);
+        }
+        if ((outcome = write_record(&encoding, &read[written], &out)) <= 0) {
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (outcome < 0) {
+        PyErr_NoMemory();
+    } else {
+        answer = Py_BuildValue("(y#n)", out.data, out.size, at + written);
+    }
 done:
-    PyMem_Free(encoding.scan.edits);
-    PyMem_Free(out.data);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        release_fields(&read[i]);
+    }
+    PyMem_Free(read);
+    PyMem_RawFree(encoding.scan.edits);
+    PyMem_RawFree(out.data);
     return answer;
 }
 
@@ -1038,6 +1213,18 @@ static PyObject *slot_attribute(SlotCache *cache, PyObject *object, int attribut
         }
     }
     return PyObject_GetAttr(object, attribute_names[attribute]);  /* raises, or the generic way */
+}
+
+/* The index of the bytes `text` in `candidates`, a tuple of bytes; -1 when it is not there. */
+static Py_ssize_t index_of(PyObject *candidates, const char *text, Py_ssize_t length) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(candidates); i++) {
+        PyObject *candidate = PyTuple_GET_ITEM(candidates, i);
+        if (PyBytes_GET_SIZE(candidate) == length &&
+            memcmp(PyBytes_AS_STRING(candidate), text, (size_t)length) == 0) {
+            return i;
+        }
+    }
+    return -1;
 }
 
 /* Whether a header's bytes go between JSON quotes as they are and read the same as latin-1
@@ -1241,8 +1428,8 @@ static int entry_parts(PyObject *headers, PyObject *body, PyObject *names, PyObj
             outcome = -1;
         }
     }
-    PyMem_Free(recorded_headers.data);
-    PyMem_Free(imps.data);
+    PyMem_RawFree(recorded_headers.data);
+    PyMem_RawFree(imps.data);
     return outcome;
 }
 
@@ -1350,6 +1537,7 @@ static PyObject *enqueue(PyObject *module, PyObject *const *args, Py_ssize_t nar
 }
 
 static PyMethodDef methods[] = {
+    {"scanner_tree", scanner_tree, METH_O, "scanner_tree(nodes) -> ScannerTree"},
     {"identifier_edits", identifier_edits, METH_VARARGS,
      "identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None"},
     {"without_identifiers", without_identifiers, METH_VARARGS,
@@ -1386,6 +1574,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         }
     }
     if (append_name == NULL && (append_name = PyUnicode_InternFromString("append")) == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&TreeType) < 0) {
         return NULL;
     }
     return PyModule_Create(&module);

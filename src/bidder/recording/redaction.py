@@ -30,7 +30,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from bidder.recording.speedups import Edits, ScannerTree, compiled
+from bidder.recording.speedups import Edits, ScannerTree, TreeNodes, compiled
 
 RedactionMode = Literal["keep", "hash", "drop"]
 
@@ -78,7 +78,7 @@ _EDIT_HASH_NUMBER: Final = 2
 _EDIT_NULL: Final = 3
 
 
-def _scanner_tree(top: _Level) -> ScannerTree | None:
+def _scanner_nodes(top: _Level) -> TreeNodes | None:
     """`top` as the scanner takes it: a tuple of nodes, the top level first; None for paths
     it does not follow (a level where `EACH` stands beside named keys, whose values it
     would treat one way where the decoding redactor treats them both ways)."""
@@ -160,7 +160,10 @@ class Redactor:
             raise ValueError("hash redaction needs a key")
         self.mode = mode
         self._paths = _level(paths)
-        self._tree = _scanner_tree(self._paths) if compiled is not None else None
+        nodes = _scanner_nodes(self._paths) if compiled is not None else None
+        self._tree: ScannerTree | None = None
+        if compiled is not None and nodes is not None:
+            self._tree = compiled.scanner_tree(nodes)
         self._key = key or b""
         self._object = msgspec.json.Decoder(dict[str, msgspec.Raw])
         self._array = msgspec.json.Decoder(list[msgspec.Raw])

@@ -12,14 +12,20 @@ from typing import Any, Final, Protocol
 
 from bidder.native import optional_module
 
-# The identifier paths as the scanner takes them (see `_speedups.c`).
-ScannerTree = tuple[tuple[tuple[bytes, ...], tuple[int, ...], int], ...]
+# The identifier paths as `redaction.py` lays them out for the scanner (see `_speedups.c`).
+TreeNodes = tuple[tuple[tuple[bytes, ...], tuple[int, ...], int], ...]
 # Edits of a body: (start, end, kind).
 Edits = list[tuple[int, int, int]]
 
 
+class ScannerTree(Protocol):
+    """The paths made into the scanner's own form, once (`scanner_tree`): opaque here."""
+
+
 class Speedups(Protocol):
     """The compiled module's functions; `_speedups.c` describes each."""
+
+    def scanner_tree(self, nodes: TreeNodes) -> ScannerTree: ...
 
     def identifier_edits(self, body: bytes, tree: ScannerTree, hashing: bool) -> Edits | None: ...
 

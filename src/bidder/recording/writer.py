@@ -8,10 +8,11 @@ never waits on a disk, a compressor or an encoder. Waking on a timer rather than
 record is what keeps the hand-off cheap: signalling a thread costs a lock and, worse, a
 GIL switch per request.
 
-The thread works in chunks of `CHUNK_RECORDS`, and lets go of the GIL while ISA-L
-compresses each one: the event loop waits behind one chunk's encoding at most (about half a
-millisecond), never behind a whole drain. (Chunks of 64 with a `sleep(0)` between them
-cost the writer a fifth more CPU per record, in Python's per-chunk work and thread switches.)
+The thread works in chunks of `CHUNK_RECORDS` and holds the GIL as little as it can: the
+compiled encoder reads a chunk's entries with it and writes their lines without it, and
+ISA-L compresses without it, so the event loop never waits behind a chunk's scanning,
+encoding or compression. (Chunks of 64 with a `sleep(0)` between them cost the writer a
+fifth more CPU per record, in Python's per-chunk work and thread switches.)
 """
 
 from __future__ import annotations
