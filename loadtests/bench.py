@@ -3,7 +3,8 @@ side by side in one run.
 
     python -m loadtests.bench [--duration 5] [--repeats 3] [--connections 64]
                               [--servers loadgen-ceiling,ceiling,fastapi-embedded,bidder]
-                              [--quick] [--plot latency.png] [--out result.json]
+                              [--interleave [--instances 1]] [--quick]
+                              [--plot latency.png] [--out result.json]
 
 Every server is started as a subprocess on a free 127.0.0.1 port, pinned to CPU 0; this
 process, which runs the load generator, pins itself to CPU 1, so that server and generator
@@ -20,6 +21,13 @@ way, `--repeats` of them, whose median p99 is reported. A ratio is then the medi
 rounds' ratios, each of two runs a few seconds apart: on a shared machine whose speed
 drifts from minute to minute, that is the steadier comparison. (Idle, a server costs the
 one under load next to nothing: the bidder's lag timer stops when no request comes.)
+
+`--instances N` starts N copies of each server, measured in turns like different servers,
+a server's runs then being all its copies' (its saturation the median of them all, a ratio
+the median over rounds and copies). Copies of one server differ by themselves: four
+bidders measured over 25 rounds of one-second runs each ran at 0.964-1.000 of the fastest
+(where memory and caches lay out differently from one process to another), so that one copy
+of each tells a few percent apart only by chance.
 """
 
 from __future__ import annotations
@@ -235,37 +243,59 @@ def measure_alone(name: str, requests: list[Request], plan: Plan, pin: bool) -> 
 
 
 def measure_in_turns(
-    names: list[str], requests: list[Request], plan: Plan, pin: bool
+    names: list[str], requests: list[Request], plan: Plan, pin: bool, instances: int = 1
 ) -> list[dict[str, Any]]:
-    """Every server started at once and measured in turns (see the module's docstring)."""
+    """Every server started at once, `instances` times, and measured in turns (see the
+    module's docstring); each server's runs are those of all its instances, round by round."""
     results: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as servers:
-        ports: dict[str, int] = {}
+        ports: dict[str, list[int]] = {}
         for name in names:
-            port = free_port()
             try:
-                servers.enter_context(started(name, SERVERS[name], port, pin=pin))
+                for _ in range(instances):
+                    port = free_port()
+                    servers.enter_context(started(name, SERVERS[name], port, pin=pin))
+                    ports.setdefault(name, []).append(port)
             except ServerFailed as exc:
                 results[name] = {"server": name, "error": str(exc)}
                 print(f"{name}: {exc}", file=sys.stderr)
-                continue
-            ports[name] = port
-        targets = {name: Target(HOST, port) for name, port in ports.items()}
-        shed_before = {name: shed_so_far(port) for name, port in ports.items()}
-        saturations = plan.saturate_in_turns(targets, dict.fromkeys(targets, requests))
+                ports.pop(name, None)
+        # One target per instance, `name#i`, in the order the rounds take them.
+        instance_of = {
+            f"{name}#{i}": (name, port)
+            for name, each in ports.items()
+            for i, port in enumerate(each)
+        }
+        targets = {key: Target(HOST, port) for key, (_, port) in instance_of.items()}
+        shed_before = {key: shed_so_far(port) for key, (_, port) in instance_of.items()}
+        by_instance = plan.saturate_in_turns(targets, dict.fromkeys(targets, requests))
         # Answered with an overload no-bid during the saturation runs (see `measure`).
-        shed = {name: shed_so_far(port) - shed_before[name] for name, port in ports.items()}
-        half_loads: dict[str, list[LoadResult]] = {name: [] for name in targets}
+        shed = dict.fromkeys(ports, 0.0)
+        for key, (name, port) in instance_of.items():
+            shed[name] += shed_so_far(port) - shed_before[key]
+        saturations = {
+            name: Saturation(
+                [
+                    by_instance[f"{name}#{i}"].runs[round_]
+                    for round_ in range(plan.repeats)
+                    for i in range(len(each))
+                ]
+            )
+            for name, each in ports.items()
+        }
+        half_loads: dict[str, list[LoadResult]] = {name: [] for name in ports}
         for round_ in range(plan.repeats):
-            for name in rotated(list(targets), round_):
+            for key in rotated(list(targets), round_):
+                name = instance_of[key][0]
                 rate = saturations[name].rate
                 if rate > 0:
-                    half_loads[name].append(_open(targets[name], requests, rate / 2, plan.duration))
-        for name, target in targets.items():
+                    half_loads[name].append(_open(targets[key], requests, rate / 2, plan.duration))
+        for name, each in ports.items():
             saturation = saturations[name]
             halves = sorted(half_loads[name], key=lambda half: half.latency.percentile(99))
             entry: dict[str, Any] = {
                 "server": name,
+                "instances": len(each),
                 **saturation.to_dict(),
                 "saturation_shed": shed[name],
                 "half_load": halves[len(halves) // 2].to_dict() if halves else None,
@@ -274,7 +304,7 @@ def measure_in_turns(
                 ],
             }
             if plan.sweep and saturation.rate > 0:
-                entry["sweep"] = _sweep(target, requests, saturation.rate, plan)
+                entry["sweep"] = _sweep(targets[f"{name}#0"], requests, saturation.rate, plan)
             results[name] = entry
             print(f"{name:18s} {saturation.rate:>10,.0f} req/s", file=sys.stderr)
     return [results[name] for name in names]
@@ -439,6 +469,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--interleave", action="store_true", help="start every server at once, measure in turns"
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="with --interleave, copies of each server started and measured in turns",
+    )
     parser.add_argument("--quick", action="store_true", help="short settings for a smoke run")
     parser.add_argument("--plot", type=Path, help="draw latency against offered load (PNG)")
     parser.add_argument("--out", type=Path, help="result JSON (default: loadtests/results/)")
@@ -456,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(SERVERS))
     if unknown:
         parser.error(f"unknown servers {unknown}; known: {', '.join(SERVERS)}")
+    if args.instances < 1 or (args.instances > 1 and not args.interleave):
+        parser.error("--instances takes a number from 1, and more than 1 only with --interleave")
     if args.quick:
         args.duration, args.repeats, args.requests = 0.5, 1, 200
     plan = Plan(
@@ -468,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     requests = bid_requests(args.requests)
     with load_generator_pinned() as pin:
         if args.interleave:
-            results = measure_in_turns(names, requests, plan, pin)
+            results = measure_in_turns(names, requests, plan, pin, args.instances)
         else:
             results = [measure_alone(name, requests, plan, pin) for name in names]
     measured = [r for r in results if "error" not in r]
@@ -485,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": SEED,
             "quick": args.quick,
             "interleave": args.interleave,
+            "instances": args.instances,
             "sweep_fractions": list(plan.sweep),
         },
         "results": results,

@@ -73,3 +73,28 @@ def test_servers_measured_in_turns_compare_round_by_round(tmp_path: Path) -> Non
         for bidder, ceiling in zip(rates["bidder"], rates["ceiling"], strict=True)
     ]
     assert report["ratios"]["bidder/ceiling"] == pytest.approx(sum(rounds) / 2, abs=1e-3)
+
+
+def test_copies_of_a_server_are_measured_in_turns_and_pooled(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    arguments = ["--interleave", "--instances", "2", "--duration", "0.3", "--repeats", "2"]
+    assert (
+        bench.main([*arguments, "--requests", "100", "--servers", "ceiling", "--out", str(out)])
+        == 0
+    )
+    report = orjson.loads(out.read_bytes())
+    assert report["settings"]["instances"] == 2
+    [result] = report["results"]
+    assert result["instances"] == 2
+    # Two rounds of two copies.
+    assert len(result["saturation_runs_rps"]) == 4
+    assert all(rate > 0 for rate in result["saturation_runs_rps"])
+    assert len(result["half_load_runs_p99_ms"]) == 4
+
+
+@pytest.mark.parametrize("instances", ["0", "2"])
+def test_copies_need_interleaving_and_a_count(tmp_path: Path, instances: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--instances", instances, "--servers", "ceiling", "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2
+    assert not (tmp_path / "x").exists()
