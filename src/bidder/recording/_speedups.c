@@ -1114,7 +1114,6 @@ static PyObject *encode_records(PyObject *module, PyObject *args) {
     }
     find_layout(&encoding.layout, Py_TYPE(PyList_GET_ITEM(entries, at)));
     Fields *read = PyMem_Calloc((size_t)(end - at), sizeof(Fields));
-    /* A chunk's lines are mostly a few hundred kilobytes: no growing by small steps. */
     Output out = {NULL, 0, 0};
     PyObject *answer = NULL;
     Py_ssize_t count = 0, written = 0;
@@ -1123,6 +1122,7 @@ static PyObject *encode_records(PyObject *module, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
+    /* A chunk's lines are mostly a few hundred kilobytes: no growing by small steps. */
     if (reserve(&out, 64 * 1024) < 0) {
         goto done;
     }

@@ -160,10 +160,10 @@ class Redactor:
             raise ValueError("hash redaction needs a key")
         self.mode = mode
         self._paths = _level(paths)
-        nodes = _scanner_nodes(self._paths) if compiled is not None else None
-        self._tree: ScannerTree | None = None
-        if compiled is not None and nodes is not None:
-            self._tree = compiled.scanner_tree(nodes)
+        nodes = _scanner_nodes(self._paths)
+        self._tree: ScannerTree | None = (
+            None if compiled is None or nodes is None else compiled.scanner_tree(nodes)
+        )
         self._key = key or b""
         self._object = msgspec.json.Decoder(dict[str, msgspec.Raw])
         self._array = msgspec.json.Decoder(list[msgspec.Raw])
