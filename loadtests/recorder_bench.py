@@ -64,10 +64,14 @@ def bid_captures(count: int) -> list[Capture]:
     return made
 
 
+# Room for every record a run queues.
+QUEUE_BYTES = 1 << 31
+
+
 def writer_cpu_per_record(made: list[Capture], redactor: Redactor | None) -> float:
     """Microseconds of CPU to write each capture, files included."""
     with tempfile.TemporaryDirectory(prefix="recorder-bench-") as directory:
-        queue = CaptureQueue(len(made))
+        queue = CaptureQueue(len(made), QUEUE_BYTES)
         rotation = FileRotation(max_bytes=1 << 28, max_seconds=3600.0, flush_seconds=1.0)
         metrics = Metrics(CollectorRegistry())
         writer = RecordWriter(queue, Path(directory), RecordEncoder(redactor), rotation, metrics)
@@ -81,7 +85,7 @@ def writer_cpu_per_record(made: list[Capture], redactor: Redactor | None) -> flo
 
 def put_cost(made: list[Capture], rounds: int = 50) -> float:
     """Microseconds of the bid path's hand-off per request."""
-    queue = CaptureQueue(len(made) * rounds)
+    queue = CaptureQueue(len(made) * rounds, QUEUE_BYTES)
     started = time.perf_counter()
     for _ in range(rounds):
         for capture in made:

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     record_queue_size: int = Field(
         10_000, ge=1, le=1_000_000, description="Records waiting to be written; more are dropped."
     )
+    record_queue_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=16 * 1024 * 1024 * 1024,
+        description="Bytes of records waiting to be written; more are dropped.",
+    )
     record_max_file_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024,
@@ -143,6 +149,12 @@ class Settings(BaseSettings):
         ge=0.01,
         le=3600.0,
         description="Longest time records stay unflushed (what a crash may lose).",
+    )
+    record_drain_seconds: float = Field(
+        0.2,
+        ge=0.001,
+        le=10.0,
+        description="How often queued records are written out (a crash loses them too).",
     )
     record_user_ids: Literal["keep", "hash", "drop"] = Field(
         "drop", description="User identifiers and IP addresses in recordings: keep, hash, drop."
@@ -341,6 +353,11 @@ class Settings(BaseSettings):
         return self
 
     def _check_recording(self) -> None:
+        if self.record_queue_bytes < 2 * self.max_decompressed_bytes:
+            raise ValueError(
+                "BIDDER_RECORD_QUEUE_BYTES: must be at least twice max_decompressed_bytes, "
+                "so that the record of any body accepted fits"
+            )
         if self.record_user_ids == "hash" and self.record_hash_key is None:
             raise ValueError("BIDDER_RECORD_USER_IDS=hash needs BIDDER_RECORD_HASH_KEY")
         key = self.record_hash_key

@@ -22,7 +22,7 @@ from bidder.asgi import Headers
 from bidder.decision.policy import ImpDecision, NoBidReason
 from bidder.openrtb import decode_bid_request
 from bidder.openrtb.model import BidRequest, Imp
-from bidder.recording import record
+from bidder.recording import record, writer
 from bidder.recording.record import (
     ERROR_REASON,
     Capture,
@@ -199,17 +199,30 @@ def _reference(encoder: RecordEncoder, entries: list[Entry]) -> tuple[bytes, int
     return b"".join(lines), failed
 
 
+_LARGE = 1 << 28
+
+
+def _queued(entries: list[Entry]) -> CaptureQueue:
+    queue = CaptureQueue(len(entries) + 1, _LARGE)
+    for entry in entries:
+        queue.put_entry(entry)
+    assert len(queue) == len(entries)
+    return queue
+
+
 @given(entries=st.lists(_ENTRIES, max_size=6), mode=st.sampled_from(sorted(_REDACTORS)))
 @settings(max_examples=400)
 def test_chunks_are_what_encode_writes_record_by_record(entries: list[Entry], mode: str) -> None:
+    """Whatever the entries, the compiled encoder's lines (from the ring they were copied
+    into) are `encode`'s, and it leaves `encode` what it does not take."""
     encoder = RecordEncoder(_REDACTORS[mode])
     failures: list[int] = []
-    data, reached, records = encoder.encode_chunk(
-        entries, 0, len(entries), 2**40, lambda: failures.append(1)
+    data, taken, records = encoder.encode_queued(
+        _queued(entries), len(entries), 2**40, lambda: failures.append(1)
     )
     expected, failed = _reference(encoder, entries)
     assert data == expected
-    assert (reached, records, len(failures)) == (len(entries), len(entries) - failed, failed)
+    assert (taken, records, len(failures)) == (len(entries), len(entries) - failed, failed)
 
 
 @_COMPILED
@@ -217,19 +230,20 @@ def test_chunks_are_what_encode_writes_record_by_record(entries: list[Entry], mo
 def test_the_compiled_encoder_takes_the_bid_paths_entries_whole(mode: str) -> None:
     """Decided requests (impressions bid, priced, declined by reason) never fall back to
     Python: the fallback would hide a slow path in plain sight."""
-    make = EntryMaker()
-    entries = [
-        make((time.time(), HEADERS, capture[2], 0.000412, "v@3", verdict))
+    made: list[Capture] = [
+        (time.time(), HEADERS, capture[2], 0.000412, "v@3", verdict)
         for capture in captures(20)
         for verdict in _bid_path_verdicts()
     ]
-    assert compiled is not None
+    queue = CaptureQueue(len(made), _LARGE)
+    for capture in made:
+        queue.put(capture)
+    assert queue.ring is not None
     redactor = _REDACTORS[mode]
     tree = None if redactor is None else redactor.drop_tree
-    data, reached = compiled.encode_records(
-        entries, 0, len(entries), 2**40, tree, 1, b"internal_error"
-    )
-    assert reached == len(entries)
+    data, count = queue.ring.encode(len(made), 2**40, tree, 1, b"internal_error")
+    assert count == len(made)
+    entries = [EntryMaker()(capture) for capture in made]
     assert data == _reference(RecordEncoder(redactor), entries)[0]
 
 
@@ -239,10 +253,11 @@ def test_the_compiled_encoder_lets_other_threads_run_while_it_writes() -> None:
     The other thread here lets go of the GIL after each step, and the switch interval is
     made longer than the test, so that it steps during the call only when the call lets go
     (a C call holding the GIL lets no other thread in, however long it takes)."""
-    make = EntryMaker()
-    entries = [make(capture) for capture in captures(2000)]
+    queue = CaptureQueue(2000, _LARGE)
+    for capture in captures(2000):
+        queue.put(capture)
+    assert queue.ring is not None
     tree = Redactor("drop").drop_tree
-    assert compiled is not None
     steps = 0
     stop = threading.Event()
 
@@ -260,15 +275,13 @@ def test_the_compiled_encoder_lets_other_threads_run_while_it_writes() -> None:
         while steps == 0:
             time.sleep(0.001)
         before = steps
-        _, reached = compiled.encode_records(
-            entries, 0, len(entries), 2**40, tree, 1, b"internal_error"
-        )
+        _, count = queue.ring.encode(2000, 2**40, tree, 1, b"internal_error")
         during = steps - before
     finally:
         stop.set()
         stepper.join()
         sys.setswitchinterval(interval)
-    assert reached == len(entries)
+    assert count == 2000
     assert during > 0
 
 
@@ -278,11 +291,13 @@ def test_a_chunk_ends_with_the_record_that_fills_its_room() -> None:
     encoder = RecordEncoder(Redactor("drop"))
     lines = [encoder.encode(entry) for entry in entries]
     room = len(lines[0]) * 3 + 1
+    queue = _queued(entries)
     at = 0
     while at < len(entries):
-        data, reached, records = encoder.encode_chunk(entries, at, len(entries), room, _no_error)
+        data, taken, records = encoder.encode_queued(queue, len(entries), room, _no_error)
+        reached = at + taken
         assert data == b"".join(lines[at:reached])
-        assert records == reached - at
+        assert records == taken
         assert len(data) >= room or reached == len(entries)
         assert len(data) - len(lines[reached - 1]) < room
         at = reached
@@ -291,16 +306,18 @@ def test_a_chunk_ends_with_the_record_that_fills_its_room() -> None:
 def test_without_the_compiled_module_chunks_are_encoded_in_python(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(record, "compiled", None)
+    monkeypatch.setattr(writer, "compiled", None)
     make = EntryMaker()
     entries = [make(capture) for capture in captures(5)]
     encoder = RecordEncoder(Redactor("drop"))
-    data, reached, records = encoder.encode_chunk(entries, 0, 5, 2**40, _no_error)
-    assert (reached, records) == (5, 5)
+    queue = _queued(entries)
+    assert queue.ring is None
+    data, taken, records = encoder.encode_queued(queue, 5, 2**40, _no_error)
+    assert (taken, records) == (5, 5)
     assert data == _reference(encoder, entries)[0]
 
 
-# The compiled entries (`make_entry`) against `EntryMaker`'s Python, byte for byte.
+# The compiled hand-off's records (`enqueue`) against `EntryMaker`'s Python, byte for byte.
 
 _HEADER_LISTS = st.lists(
     st.tuples(
@@ -341,15 +358,14 @@ def test_compiled_entries_are_what_the_python_makes(
 ) -> None:
     body = (b"\x1f\x8b" if gzipped else b"") + b'{"id":"r"}'
     capture: Capture = (1.0, headers, body, 0.001, "v", (200, request, reason, decisions))
-    with mock.patch.object(record, "compiled", None):
-        python = EntryMaker()
+    queue = CaptureQueue(1, _LARGE)
+    queue.put(capture)
     try:
-        expected = python(capture)
+        expected = EntryMaker()(capture)
     except UnicodeEncodeError:  # a lone surrogate: the capture is not recorded
-        with pytest.raises(UnicodeEncodeError):
-            EntryMaker()(capture)
+        assert (len(queue), queue.dropped) == (0, 1)
         return
-    assert EntryMaker()(capture) == expected
+    assert queue.pop() == expected
 
 
 class _OtherImp(msgspec.Struct):
@@ -366,9 +382,8 @@ class _PlainImp:
 def test_the_compiled_entries_read_any_object_as_the_python_does() -> None:
     """The compiled module reads the structs' fields at their offsets, remembered for the
     last type seen: objects of another type, or of a type without slots, read the same."""
-    make = EntryMaker()
-    with mock.patch.object(record, "compiled", None):
-        python = EntryMaker()
+    python = EntryMaker()
+    queue = CaptureQueue(1, _LARGE)
     for imp in (Imp(id="1"), _OtherImp(id="2"), _PlainImp("3"), Imp(id="4"), Imp()):
         request = BidRequest(id="r", imp=[imp])  # type: ignore[list-item]
         for verdict in [
@@ -376,21 +391,22 @@ def test_the_compiled_entries_read_any_object_as_the_python_does() -> None:
             (200, request, None, [ImpDecision(imp, 0.25, 1.5)]),  # type: ignore[arg-type]
         ]:
             capture: Capture = (1.0, HEADERS, b'{"id":"r"}', 0.001, "v", verdict)
-            assert make(capture) == python(capture)
+            queue.put(capture)
+            assert queue.pop() == python(capture)
 
 
 @_COMPILED
 def test_the_bid_paths_captures_never_reach_the_python_entry_encoding() -> None:
     body = orjson.dumps(REQUEST)
     verdicts = [*_bid_path_verdicts(), (400, None, None, None)]
-    queue = CaptureQueue(len(verdicts))
+    queue = CaptureQueue(len(verdicts), _LARGE)
     # The Python's encoding raises, and a capture it fails on is dropped: every entry queued
     # here was made by the compiled module.
     with mock.patch.object(record, "_recorded_imps", side_effect=AssertionError("Python path")):
         for verdict in verdicts:
             queue.put((time.time(), [*HEADERS, (b"host", b"bidder")], body, 0.0004, "v", verdict))
     assert queue.dropped == 0
-    assert [entry.body for entry in queue.take()] == [body] * len(verdicts)
+    assert [queue.pop().body for _ in verdicts] == [body] * len(verdicts)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,12 @@ def test_recording_is_off_without_a_directory() -> None:
             {"record_s3_retry_min_seconds": 10, "record_s3_retry_max_seconds": 1},
             "BIDDER_RECORD_S3_RETRY_MAX_SECONDS must be at least",
         ),
+        (
+            {"record_queue_bytes": 2 * 1024 * 1024, "max_decompressed_bytes": 4 * 1024 * 1024},
+            "BIDDER_RECORD_QUEUE_BYTES: must be at least twice max_decompressed_bytes",
+        ),
+        ({"record_queue_bytes": 1000}, "BIDDER_RECORD_QUEUE_BYTES: Input should be greater"),
+        ({"record_drain_seconds": 0}, "BIDDER_RECORD_DRAIN_SECONDS: Input should be greater"),
     ],
 )
 def test_inconsistent_settings_are_refused_by_name(

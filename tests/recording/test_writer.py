@@ -13,9 +13,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bidder.recording import record
+from bidder.recording import writer as writer_module
 from bidder.recording.files import FileNamer, cut_to_complete_members, start_time
-from bidder.recording.record import EntryMaker, RecordEncoder
+from bidder.recording.record import Entry, EntryMaker, RecordEncoder
 from bidder.recording.speedups import compiled
 from bidder.recording.writer import CaptureQueue, FileRotation, RecordWriter
 from bidder.telemetry import Metrics
@@ -34,7 +34,7 @@ LARGE = 1 << 28
 
 
 def writer_for(directory: Path, rotation: FileRotation, queue_size: int = 100_000) -> RecordWriter:
-    queue = CaptureQueue(queue_size)
+    queue = CaptureQueue(queue_size, LARGE)
     return RecordWriter(
         queue, directory, RecordEncoder(None), rotation, Metrics(CollectorRegistry())
     )
@@ -209,23 +209,31 @@ def test_a_live_processs_files_are_left_to_it(tmp_path: Path) -> None:
 
 @pytest.fixture(params=["compiled", "python"])
 def hand_off(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which hand-off the queues made in the test have: the compiled module's `enqueue`, or
-    the Python's alone (as without a C compiler)."""
+    """Which queue the test makes: the compiled module's ring and `enqueue`, or the
+    Python's deque alone (as without a C compiler)."""
     if request.param == "compiled" and compiled is None:
         pytest.skip("the compiled module is not built")
     if request.param == "python":
-        monkeypatch.setattr(record, "compiled", None)
+        monkeypatch.setattr(writer_module, "compiled", None)
     return str(request.param)
 
 
+def taken(queue: CaptureQueue) -> list[Entry]:
+    """Everything queued, taken out oldest first."""
+    entries = []
+    while (entry := queue.pop()) is not None:
+        entries.append(entry)
+    return entries
+
+
 def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path, hand_off: str) -> None:
-    queue = CaptureQueue(capacity=3)
+    queue = CaptureQueue(capacity=3, capacity_bytes=LARGE)
     made = captures(5)
     for capture in made:
         queue.put(capture)
     assert len(queue) == 3
     assert queue.dropped == 2
-    assert queue.take() == [EntryMaker()(capture) for capture in made[:3]]
+    assert taken(queue) == [EntryMaker()(capture) for capture in made[:3]]
     metrics = Metrics(CollectorRegistry())
     rotation = FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1)
     writer = RecordWriter(queue, tmp_path, RecordEncoder(None), rotation, metrics)
@@ -237,14 +245,65 @@ def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path, hand_off:
 
 
 def test_the_writer_is_woken_once_the_queue_is_half_full(hand_off: str) -> None:
-    queue = CaptureQueue(capacity=4)
-    made = captures(3)
-    for capture in made[:2]:
-        queue.put(capture)
+    queue = CaptureQueue(capacity=4, capacity_bytes=LARGE)
+    made = captures(2)
+    queue.put(made[0])
     assert not queue.wake.is_set()
-    queue.put(made[2])
+    queue.put(made[1])
     assert queue.wake.is_set()
-    assert len(queue) == 3
+    assert len(queue) == 2
+
+
+def test_a_queue_full_of_bytes_drops_and_wakes_the_writer_at_half(hand_off: str) -> None:
+    made = [(*capture[:2], capture[2] + b" " * 4000, *capture[3:]) for capture in captures(6)]
+    queue = CaptureQueue(capacity=100, capacity_bytes=16 * 1024)
+    queue.put(made[0])  # type: ignore[arg-type]
+    assert not queue.wake.is_set()
+    queue.put(made[1])  # type: ignore[arg-type]
+    assert queue.wake.is_set()
+    for capture in made[2:]:
+        queue.put(capture)  # type: ignore[arg-type]
+    assert (len(queue), queue.dropped) == (3, 3)
+    assert [entry.body for entry in taken(queue)] == [capture[2] for capture in made[:3]]
+    queue.put(made[5])  # type: ignore[arg-type]
+    assert [entry.body for entry in taken(queue)] == [made[5][2]]
+
+
+@pytest.mark.skipif(compiled is None, reason="the compiled module is not built")
+def test_records_go_round_the_ring_whole_and_in_order() -> None:
+    """Records put and taken in turns many times round a small ring, taken as entries or
+    as lines: each comes out as it went in, whether it was written up to the ring's end
+    or after a skip to its start; a record with no room is dropped, never overwrites."""
+    queue = CaptureQueue(capacity=1000, capacity_bytes=16 * 1024)
+    assert queue.ring is not None
+    made = captures(40)
+    encoder = RecordEncoder(None)
+    lines = [encoder.encode(EntryMaker()(capture)) for capture in made]
+    sent: list[bytes] = []
+    received: list[bytes] = []
+    for turn in range(400):
+        for index in range(turn % 4 + 1):
+            at = (turn * 3 + index) % len(made)
+            dropped = queue.dropped
+            queue.put(made[at])
+            if queue.dropped == dropped:
+                sent.append(lines[at])
+        if turn % 2:
+            entry = queue.pop()
+            received.extend([] if entry is None else [encoder.encode(entry)])
+        else:
+            data, taken_, written = encoder.encode_queued(queue, turn % 3 + 1, LARGE, _fail)
+            assert taken_ == written
+            received.append(data)
+    received.append(encoder.encode_queued(queue, 1000, LARGE, _fail)[0])
+    assert len(queue) == 0
+    assert 0 < queue.dropped < 400
+    assert b"".join(received) == b"".join(sent)
+    assert sum(map(len, sent)) > 50 * queue.capacity_bytes  # many times round
+
+
+def _fail() -> None:
+    raise AssertionError("no record here fails to encode")
 
 
 def test_a_capture_the_compiled_module_leaves_to_the_python_is_queued_all_the_same(
@@ -253,9 +312,9 @@ def test_a_capture_the_compiled_module_leaves_to_the_python_is_queued_all_the_sa
     arrival, _, body, elapsed, version, verdict = captures(1)[0]
     # A header sent twice is left to the Python, which records its last value.
     headers = [*HEADERS, (b"x-openrtb-version", b"2.5")]
-    queue = CaptureQueue(capacity=4)
+    queue = CaptureQueue(capacity=4, capacity_bytes=LARGE)
     queue.put((arrival, headers, body, elapsed, version, verdict))
-    [entry] = queue.take()
+    [entry] = taken(queue)
     assert orjson.loads(entry.headers) == {
         "content-type": "application/json",
         "x-openrtb-version": "2.5",

@@ -40,7 +40,9 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 
 #define NOTHING (-1)
@@ -725,6 +727,8 @@ static const char *const field_texts[FIELD_COUNT] = {
     "request_id", "arrival", "headers", "body", "status", "elapsed", "model_version",
     "reason", "imps",
 };
+/* A record's variable parts, in the order the ring lays them out. */
+enum { PART_ID, PART_HEADERS, PART_BODY, PART_MODEL_VERSION, PART_REASON, PART_IMPS, PART_COUNT };
 
 typedef struct {
     char *data;
@@ -932,7 +936,6 @@ static PyObject *field_of(const Layout *layout, PyObject *entry, int field) {
 }
 
 typedef struct {
-    Layout layout;
     const Tree *tree;  /* NULL: identifiers kept */
     long version;
     const char *error_reason;
@@ -940,69 +943,38 @@ typedef struct {
     Scan scan;         /* its edits' memory reused from entry to entry */
 } Encoding;
 
-/* An entry's fields as the line is written from them, read while the GIL is held: the
-   objects are held (new references) until the GIL is taken back, and every pointer is into
-   them. */
+/* A record's parts as its line is written from them: pointers into the ring (or into
+   objects held while they are read). */
 typedef struct {
-    PyObject *fields[FIELD_COUNT];
-    const char *id, *model_version, *reason; /* reason NULL: none */
-    Py_ssize_t id_length, version_length, reason_length;
+    const char *part[PART_COUNT];
+    Py_ssize_t length[PART_COUNT];
+    int has_id, has_reason;
     double arrival, elapsed;
-    long status;
-} Fields;
+    int64_t status;
+} Parts;
 
-static void release_fields(Fields *fields) {
-    for (int i = 0; i < FIELD_COUNT; i++) {
-        Py_CLEAR(fields->fields[i]);
-    }
+/* Whether a recorded string (an id, the model version, a reason) goes between JSON quotes
+   as it is: well-formed UTF-8 with nothing JSON escapes. */
+static int plain_text(const char *text, Py_ssize_t length) {
+    return unescaped(text, length, 0xFF) && is_utf8((const unsigned char *)text, length);
 }
 
-/* Reads `entry` into `read`: 1, or 0 to leave the entry to RecordEncoder, or -1 with an
-   exception set. `read` holds references in both of the last two cases too. */
-static int read_fields(Encoding *encoding, PyObject *entry, Fields *read) {
-    PyObject **fields = read->fields;
-    for (int i = 0; i < FIELD_COUNT; i++) {
-        if ((fields[i] = field_of(&encoding->layout, entry, i)) == NULL) {
-            return -1;
-        }
-    }
-    read->id = plain_string(fields[F_REQUEST_ID], &read->id_length);
-    read->model_version = plain_string(fields[F_MODEL_VERSION], &read->version_length);
-    read->reason = NULL;
-    read->reason_length = 0;
-    if (fields[F_REASON] != Py_None &&
-        (read->reason = plain_string(fields[F_REASON], &read->reason_length)) == NULL) {
-        return 0;
-    }
-    if (read->id == NULL || read->model_version == NULL ||
-        !PyFloat_CheckExact(fields[F_ARRIVAL]) || !PyFloat_CheckExact(fields[F_ELAPSED]) ||
-        !PyLong_CheckExact(fields[F_STATUS]) || !PyBytes_CheckExact(fields[F_HEADERS]) ||
-        !PyBytes_CheckExact(fields[F_BODY]) || !PyBytes_CheckExact(fields[F_IMPS])) {
-        return 0;
-    }
-    read->arrival = PyFloat_AS_DOUBLE(fields[F_ARRIVAL]);
-    read->elapsed = PyFloat_AS_DOUBLE(fields[F_ELAPSED]);
-    read->status = PyLong_AsLong(fields[F_STATUS]);
-    if (read->status < 0 || read->status > 999) {
-        PyErr_Clear();
-        return 0;
-    }
-    return 1;
-}
-
-/* Appends the record of `read` to `out`: 1, or 0 to leave the entry to RecordEncoder, or
+/* Appends the record of `read` to `out`: 1, or 0 to leave the record to RecordEncoder, or
    -1 when memory ran out. Runs without the GIL: nothing here touches Python. */
-static int write_record(Encoding *encoding, const Fields *read, Output *out) {
+static int write_record(Encoding *encoding, const Parts *read, Output *out) {
     char arrival[32], latency[32];
     Py_ssize_t arrival_length = fixed(read->arrival, 6, arrival);
     Py_ssize_t latency_length = fixed(read->elapsed * 1000, 3, latency);
-    if (arrival_length == 0 || latency_length == 0) {
+    if (arrival_length == 0 || latency_length == 0 || !read->has_id || read->status < 0 ||
+        read->status > 999) {
         return 0;
     }
-    PyObject *const *fields = read->fields;
-    const char *body = PyBytes_AS_STRING(fields[F_BODY]);
-    Py_ssize_t body_length = PyBytes_GET_SIZE(fields[F_BODY]);
-    if (body_length == 0 || !is_utf8((const unsigned char *)body, body_length)) {
+    const char *body = read->part[PART_BODY];
+    Py_ssize_t body_length = read->length[PART_BODY];
+    if (body_length == 0 || !is_utf8((const unsigned char *)body, body_length) ||
+        !plain_text(read->part[PART_ID], read->length[PART_ID]) ||
+        !plain_text(read->part[PART_MODEL_VERSION], read->length[PART_MODEL_VERSION]) ||
+        (read->has_reason && !plain_text(read->part[PART_REASON], read->length[PART_REASON]))) {
         return 0;
     }
     Scan *scan = &encoding->scan;
@@ -1017,30 +989,34 @@ static int write_record(Encoding *encoding, const Fields *read, Output *out) {
     const char *outcome_text;
     if (read->status >= 400) {
         outcome_text = "\"invalid\"";
-    } else if (read->reason == NULL) {
+    } else if (!read->has_reason) {
         outcome_text = "\"bid\"";
-    } else if (read->reason_length == encoding->error_reason_length &&
-               memcmp(read->reason, encoding->error_reason, (size_t)read->reason_length) == 0) {
+    } else if (read->length[PART_REASON] == encoding->error_reason_length &&
+               memcmp(read->part[PART_REASON], encoding->error_reason,
+                      (size_t)encoding->error_reason_length) == 0) {
         outcome_text = "\"error\"";
     } else {
         outcome_text = "\"no_bid\"";
     }
-    Py_ssize_t headers_length = PyBytes_GET_SIZE(fields[F_HEADERS]);
-    Py_ssize_t imps_length = PyBytes_GET_SIZE(fields[F_IMPS]);
     /* Every fixed part of the line, the numbers and the outcome take less than 256 bytes. */
-    if (grow(out, 256 + read->id_length + headers_length + body_size + read->version_length +
-                      read->reason_length + imps_length) < 0) {
+    Py_ssize_t more = 256 + body_size;
+    for (int i = 0; i < PART_COUNT; i++) {
+        if (i != PART_BODY) {
+            more += read->length[i];
+        }
+    }
+    if (grow(out, more) < 0) {
         return -1;
     }
     char *to = out->data + out->size;
     to = PUT_LITERAL(to, "{\"v\":");
     to = put_integer(to, (uint64_t)encoding->version);
     to = PUT_LITERAL(to, ",\"id\":\"");
-    to = put(to, read->id, read->id_length);
+    to = put(to, read->part[PART_ID], read->length[PART_ID]);
     to = PUT_LITERAL(to, "\",\"ts\":");
     to = put(to, arrival, arrival_length);
     to = PUT_LITERAL(to, ",\"headers\":");
-    to = put(to, PyBytes_AS_STRING(fields[F_HEADERS]), headers_length);
+    to = put(to, read->part[PART_HEADERS], read->length[PART_HEADERS]);
     to = PUT_LITERAL(to, ",\"body\":");
     if (encoding->tree != NULL) {
         to = write_dropped(to, scan);
@@ -1052,54 +1028,284 @@ static int write_record(Encoding *encoding, const Fields *read, Output *out) {
     to = PUT_LITERAL(to, ",\"latency_ms\":");
     to = put(to, latency, latency_length);
     to = PUT_LITERAL(to, ",\"model_version\":\"");
-    to = put(to, read->model_version, read->version_length);
+    to = put(to, read->part[PART_MODEL_VERSION], read->length[PART_MODEL_VERSION]);
     to = PUT_LITERAL(to, "\",\"decision\":{\"outcome\":");
     to = put(to, outcome_text, (Py_ssize_t)strlen(outcome_text));
     to = PUT_LITERAL(to, ",\"reason\":");
-    if (read->reason != NULL) {
+    if (read->has_reason) {
         *to++ = '"';
-        to = put(to, read->reason, read->reason_length);
+        to = put(to, read->part[PART_REASON], read->length[PART_REASON]);
         *to++ = '"';
     } else {
         to = PUT_LITERAL(to, "null");
     }
     to = PUT_LITERAL(to, ",\"imps\":");
-    to = put(to, PyBytes_AS_STRING(fields[F_IMPS]), imps_length);
+    to = put(to, read->part[PART_IMPS], read->length[PART_IMPS]);
     to = PUT_LITERAL(to, "}}\n");
     out->size = to - out->data;
     return 1;
 }
 
-/* The entries were made by the event loop up to a drain interval ago, and are mostly out of
-   the cache: the next entries are fetched while this one is read. */
-static void prefetch_entry(PyObject *entries, Py_ssize_t at, Py_ssize_t end) {
-    if (at < end) {
-        const char *entry = (const char *)PyList_GET_ITEM(entries, at);
-        __builtin_prefetch(entry);
-        __builtin_prefetch(entry + 64);
-    }
+/* ---- The ring -------------------------------------------------------------------------
+
+   RecordRing(capacity_bytes, max_records)
+
+   The hand-off queue's storage: records laid out in one block of memory, written by the
+   event loop (holding the GIL) and read by the writer's thread (without it), one writer
+   and one reader at a time, synchronised by two counters. Nothing the bid path held
+   outlives its request: the record is copied in, and the request's objects are freed at
+   once, where they were made, rather than kept until the writer's next pass and freed
+   there (keeping them cost the bid path a few percent of its throughput, measured).
+
+   A record is a RecordHead then its parts' bytes, padded to 8 bytes; one that does not
+   fit before the end of the block starts at its beginning, after a head of size 0 (or
+   fewer bytes than a head) marks the rest as skipped. `head` and `tail` count bytes ever
+   written and ever read: the block holds what is between them. */
+
+typedef struct {
+    uint32_t size;  /* of the whole record, a multiple of 8; 0 marks a skip to the start */
+    uint32_t flags;
+    double arrival;
+    double elapsed;
+    int64_t status;
+    uint32_t length[PART_COUNT];
+} RecordHead;
+
+enum { HAS_ID = 1, HAS_REASON = 2 };
+
+typedef struct {
+    PyObject_HEAD
+    char *data;
+    int64_t capacity;
+    int64_t max_records;
+    _Atomic int64_t head;         /* written by the producer */
+    _Atomic int64_t tail;         /* written by the consumer */
+    _Atomic int64_t records_in;   /* written by the producer */
+    _Atomic int64_t records_out;  /* written by the consumer */
+    long long dropped;            /* records refused: counted by the producers */
+    PyThread_type_lock consumer;  /* one consumer at a time */
+    PyObject *wake;               /* called when a record fills half the ring */
+} Ring;
+
+static PyTypeObject RingType;
+
+static int64_t padded(int64_t size) {
+    return (size + 7) & ~(int64_t)7;
 }
 
-/* And the start of the next body while this one is written. */
-static void prefetch_body(const Fields *read) {
-    PyObject *body = read->fields[F_BODY];
-    const char *text = PyBytes_AS_STRING(body);
-    for (Py_ssize_t line = 0; line < Py_MIN(PyBytes_GET_SIZE(body), 512); line += 64) {
-        __builtin_prefetch(text + line);
+/* Where a record of `size` bytes (padded) goes, or NULL when the ring has no room for it;
+   `*next` is then where the producer's count goes once it is written. Producer only. */
+static char *ring_reserve(Ring *ring, int64_t size, int64_t *next) {
+    int64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
+    int64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+    int64_t records = atomic_load_explicit(&ring->records_in, memory_order_relaxed) -
+                      atomic_load_explicit(&ring->records_out, memory_order_acquire);
+    int64_t offset = head % ring->capacity;
+    int64_t skip = ring->capacity - offset < size ? ring->capacity - offset : 0;
+    if (records >= ring->max_records || head + skip + size - tail > ring->capacity) {
+        return NULL;
     }
+    if (skip >= (int64_t)sizeof(RecordHead)) {
+        ((RecordHead *)(ring->data + offset))->size = 0;
+    }
+    *next = head + skip + size;
+    return ring->data + (head + skip) % ring->capacity;
 }
 
-/* The entries' fields are read with the GIL held, then their lines written with it let go:
-   the scan, the UTF-8 check and the copies, most of a record's cost, run beside the event
-   loop rather than in its way. */
-static PyObject *encode_records(PyObject *module, PyObject *args) {
-    (void)module;
-    PyObject *entries, *tree;
-    Py_ssize_t start, end, room;
+/* Makes the record reserved up to `next` visible to the consumer. */
+static void ring_publish(Ring *ring, int64_t next) {
+    atomic_store_explicit(&ring->head, next, memory_order_release);
+    atomic_store_explicit(&ring->records_in,
+                          atomic_load_explicit(&ring->records_in, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+/* Whether the ring just reached half its bytes or records (the writer is woken then). */
+static int ring_reached_half(Ring *ring, int64_t before_bytes, int64_t before_records) {
+    int64_t bytes = atomic_load_explicit(&ring->head, memory_order_relaxed) -
+                    atomic_load_explicit(&ring->tail, memory_order_acquire);
+    int64_t records = atomic_load_explicit(&ring->records_in, memory_order_relaxed) -
+                      atomic_load_explicit(&ring->records_out, memory_order_acquire);
+    return (before_bytes < ring->capacity / 2 && bytes >= ring->capacity / 2) ||
+           (before_records < ring->max_records / 2 && records >= ring->max_records / 2);
+}
+
+/* Writes a record of `parts` at `to`, `size` bytes reserved for it. */
+static void ring_write(char *to, int64_t size, const Parts *parts) {
+    RecordHead head = {(uint32_t)size,
+                       (uint32_t)((parts->has_id ? HAS_ID : 0) | (parts->has_reason ? HAS_REASON : 0)),
+                       parts->arrival, parts->elapsed, parts->status, {0}};
+    char *at = to + sizeof head;
+    for (int i = 0; i < PART_COUNT; i++) {
+        head.length[i] = (uint32_t)parts->length[i];
+        at = put(at, parts->part[i], parts->length[i]);
+    }
+    memcpy(to, &head, sizeof head);
+}
+
+/* The bytes a record of `parts` takes in the ring; -1 when a part is too long for it. */
+static int64_t record_size(const Parts *parts) {
+    int64_t size = (int64_t)sizeof(RecordHead);
+    for (int i = 0; i < PART_COUNT; i++) {
+        if (parts->length[i] > (Py_ssize_t)UINT32_MAX) {
+            return -1;
+        }
+        size += parts->length[i];
+    }
+    return padded(size);
+}
+
+/* Puts a record of `parts`: 1, or 0 when the ring has no room (counted as dropped), or -1
+   when the record filled half of it and `wake()` raised. Producer, GIL held. */
+static int ring_put(Ring *ring, const Parts *parts) {
+    int64_t size = record_size(parts), next;
+    char *to = size < 0 || size > UINT32_MAX ? NULL : ring_reserve(ring, size, &next);
+    if (to == NULL) {
+        ring->dropped++;
+        return 0;
+    }
+    int64_t before_bytes = atomic_load_explicit(&ring->head, memory_order_relaxed) -
+                           atomic_load_explicit(&ring->tail, memory_order_acquire);
+    int64_t before_records = atomic_load_explicit(&ring->records_in, memory_order_relaxed) -
+                             atomic_load_explicit(&ring->records_out, memory_order_acquire);
+    ring_write(to, size, parts);
+    ring_publish(ring, next);
+    if (ring_reached_half(ring, before_bytes, before_records)) {
+        PyObject *woken = PyObject_CallNoArgs(ring->wake);
+        if (woken == NULL) {
+            return -1;
+        }
+        Py_DECREF(woken);
+    }
+    return 1;
+}
+
+/* The oldest record's head, or NULL when the ring is empty; skips a skip. Consumer only. */
+static const RecordHead *ring_oldest(Ring *ring) {
+    int64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
+    int64_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
+    if (tail == head) {
+        return NULL;
+    }
+    int64_t offset = tail % ring->capacity;
+    if (ring->capacity - offset < (int64_t)sizeof(RecordHead) ||
+        ((const RecordHead *)(ring->data + offset))->size == 0) {
+        tail += ring->capacity - offset;
+        atomic_store_explicit(&ring->tail, tail, memory_order_release);
+        if (tail == head) {
+            return NULL;
+        }
+        offset = 0;
+    }
+    return (const RecordHead *)(ring->data + offset);
+}
+
+/* Frees the oldest record's bytes for the producer. Consumer only. */
+static void ring_release(Ring *ring, const RecordHead *record) {
+    atomic_store_explicit(&ring->tail,
+                          atomic_load_explicit(&ring->tail, memory_order_relaxed) + record->size,
+                          memory_order_release);
+    atomic_store_explicit(&ring->records_out,
+                          atomic_load_explicit(&ring->records_out, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+static void parts_of_record(const RecordHead *record, Parts *parts) {
+    const char *at = (const char *)record + sizeof *record;
+    for (int i = 0; i < PART_COUNT; i++) {
+        parts->part[i] = at;
+        parts->length[i] = record->length[i];
+        at += record->length[i];
+    }
+    parts->has_id = (record->flags & HAS_ID) != 0;
+    parts->has_reason = (record->flags & HAS_REASON) != 0;
+    parts->arrival = record->arrival;
+    parts->elapsed = record->elapsed;
+    parts->status = record->status;
+}
+
+static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"capacity_bytes", "max_records", "wake", NULL};
+    long long capacity, max_records;
+    PyObject *wake;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LLO:RecordRing", keywords, &capacity,
+                                     &max_records, &wake)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(wake)) {
+        PyErr_SetString(PyExc_TypeError, "wake must be callable");
+        return NULL;
+    }
+    if (capacity < 4096 || capacity > ((long long)1 << 40) || max_records < 1) {
+        PyErr_SetString(PyExc_ValueError,
+                        "capacity_bytes must be 4096 to 2**40 and max_records 1 or more");
+        return NULL;
+    }
+    Ring *ring = (Ring *)type->tp_alloc(type, 0);
+    if (ring == NULL) {
+        return NULL;
+    }
+    ring->wake = Py_NewRef(wake);
+    ring->capacity = capacity & ~(long long)7;
+    ring->max_records = max_records;
+    /* Pages are backed as the ring first goes through them, not here. */
+    ring->data = PyMem_RawMalloc((size_t)ring->capacity);
+    ring->consumer = PyThread_allocate_lock();
+    if (ring->data == NULL || ring->consumer == NULL) {
+        Py_DECREF(ring);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)ring;
+}
+
+static int ring_traverse(Ring *ring, visitproc visit, void *arg) {
+    Py_VISIT(ring->wake);
+    return 0;
+}
+
+static int ring_clear(Ring *ring) {
+    Py_CLEAR(ring->wake);
+    return 0;
+}
+
+static void ring_dealloc(Ring *ring) {
+    PyObject_GC_UnTrack(ring);
+    ring_clear(ring);
+    PyMem_RawFree(ring->data);
+    if (ring->consumer != NULL) {
+        PyThread_free_lock(ring->consumer);
+    }
+    Py_TYPE(ring)->tp_free((PyObject *)ring);
+}
+
+static Py_ssize_t ring_length(Ring *ring) {
+    return (Py_ssize_t)(atomic_load_explicit(&ring->records_in, memory_order_acquire) -
+                        atomic_load_explicit(&ring->records_out, memory_order_acquire));
+}
+
+/* Takes the consumer's lock with the GIL let go (the other consumer may hold it while it
+   encodes, without the GIL). */
+static void lock_consumer(Ring *ring) {
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(ring->consumer, WAIT_LOCK);
+    Py_END_ALLOW_THREADS
+}
+
+/* encode(limit, room, tree, version, error_reason) -> (bytes, int)
+
+   Up to `limit` of the oldest records as lines, `record.py`'s `RecordEncoder.encode`'s,
+   byte for byte, joined, and how many: it stops after the line that fills `room` bytes,
+   or before a record it leaves to `RecordEncoder` (`pop` takes that one): one not decoded
+   by the bid path, with an empty or non-UTF-8 body, a body the scanner does not handle, a
+   string that JSON would escape, a negative, infinite or huge time. `tree` None keeps the
+   body's identifiers, a tree drops them (the `hash` mode is `RecordEncoder`'s alone). The
+   whole pass runs with the GIL let go. */
+static PyObject *ring_encode(Ring *ring, PyObject *args) {
+    PyObject *tree;
+    Py_ssize_t limit, room;
     Encoding encoding = {0};
-    if (!PyArg_ParseTuple(args, "O!nnnOly#", &PyList_Type, &entries, &start, &end, &room,
-                          &tree, &encoding.version, &encoding.error_reason,
-                          &encoding.error_reason_length)) {
+    if (!PyArg_ParseTuple(args, "nnOly#", &limit, &room, &tree, &encoding.version,
+                          &encoding.error_reason, &encoding.error_reason_length)) {
         return NULL;
     }
     if (tree != Py_None && !Py_IS_TYPE(tree, &TreeType)) {
@@ -1107,60 +1313,189 @@ static PyObject *encode_records(PyObject *module, PyObject *args) {
         return NULL;
     }
     encoding.tree = tree == Py_None ? NULL : (const Tree *)tree;
-    Py_ssize_t at = start < 0 ? 0 : start;
-    end = Py_MIN(end, PyList_GET_SIZE(entries));
-    if (at >= end) {
-        return Py_BuildValue("(y#n)", "", (Py_ssize_t)0, at);
-    }
-    find_layout(&encoding.layout, Py_TYPE(PyList_GET_ITEM(entries, at)));
-    Fields *read = PyMem_Calloc((size_t)(end - at), sizeof(Fields));
     Output out = {NULL, 0, 0};
-    PyObject *answer = NULL;
-    Py_ssize_t count = 0, written = 0;
-    int outcome = 1;
-    if (read == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    /* A chunk's lines are mostly a few hundred kilobytes: no growing by small steps. */
+    /* A pass's lines are mostly a few hundred kilobytes: no growing by small steps. */
     if (reserve(&out, 64 * 1024) < 0) {
-        goto done;
+        return NULL;
     }
-    for (; at + count < end; count++) {
-        prefetch_entry(entries, at + count + 2, end);
-        int usable = read_fields(&encoding, PyList_GET_ITEM(entries, at + count), &read[count]);
-        if (usable <= 0) {
-            release_fields(&read[count]);
-            if (usable < 0) {
-                goto done;
-            }
-            break;
-        }
-    }
+    Py_ssize_t count = 0;
+    int outcome = 1;
     Py_BEGIN_ALLOW_THREADS
-    for (; written < count && out.size < room; written++) {
-        if (written + 1 < count) {
-            prefetch_body(&read[written + 1]);
-        }
-        if ((outcome = write_record(&encoding, &read[written], &out)) <= 0) {
+    PyThread_acquire_lock(ring->consumer, WAIT_LOCK);
+    const RecordHead *record;
+    while (count < limit && out.size < room && (record = ring_oldest(ring)) != NULL) {
+        Parts parts;
+        parts_of_record(record, &parts);
+        if ((outcome = write_record(&encoding, &parts, &out)) <= 0) {
             break;
         }
+        ring_release(ring, record);
+        count++;
     }
+    PyThread_release_lock(ring->consumer);
     Py_END_ALLOW_THREADS
-    if (outcome < 0) {
-        PyErr_NoMemory();
-    } else {
-        answer = Py_BuildValue("(y#n)", out.data, out.size, at + written);
-    }
-done:
-    for (Py_ssize_t i = 0; i < count; i++) {
-        release_fields(&read[i]);
-    }
-    PyMem_Free(read);
+    PyObject *answer = outcome < 0 ? PyErr_NoMemory()
+                                   : Py_BuildValue("(y#n)", out.data, out.size, count);
     PyMem_RawFree(encoding.scan.edits);
     PyMem_RawFree(out.data);
     return answer;
 }
+
+static PyObject *text_or_none(const Parts *parts, int part, int present) {
+    if (!present) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_DecodeUTF8(parts->part[part], parts->length[part], "surrogatepass");
+}
+
+/* pop(entry_type) -> Entry | None
+
+   The oldest record as an `entry_type` (`record.py`'s `Entry`), taken out of the ring;
+   None when it is empty. */
+static PyObject *ring_pop(Ring *ring, PyObject *entry_type) {
+    lock_consumer(ring);
+    PyObject *entry = NULL;
+    const RecordHead *record = ring_oldest(ring);
+    if (record == NULL) {
+        entry = Py_NewRef(Py_None);
+        goto done;
+    }
+    Parts parts;
+    parts_of_record(record, &parts);
+    /* Entry's fields in their order (`record.py`). */
+    PyObject *fields[9] = {
+        text_or_none(&parts, PART_ID, parts.has_id),
+        PyFloat_FromDouble(parts.arrival),
+        PyBytes_FromStringAndSize(parts.part[PART_HEADERS], parts.length[PART_HEADERS]),
+        PyBytes_FromStringAndSize(parts.part[PART_BODY], parts.length[PART_BODY]),
+        PyLong_FromLongLong(parts.status),
+        PyFloat_FromDouble(parts.elapsed),
+        text_or_none(&parts, PART_MODEL_VERSION, 1),
+        text_or_none(&parts, PART_REASON, parts.has_reason),
+        PyBytes_FromStringAndSize(parts.part[PART_IMPS], parts.length[PART_IMPS]),
+    };
+    int complete = 1;
+    for (int i = 0; i < 9; i++) {
+        complete &= fields[i] != NULL;
+    }
+    if (complete) {
+        entry = PyObject_Vectorcall(entry_type, fields, 9, NULL);
+    }
+    for (int i = 0; i < 9; i++) {
+        Py_XDECREF(fields[i]);
+    }
+    /* Taken out even when it could not be made: a record that fails once fails again. */
+    ring_release(ring, record);
+done:
+    PyThread_release_lock(ring->consumer);
+    return entry;
+}
+
+/* A string's UTF-8 (lone surrogates kept, as `pop` reads them back), for a record: 1, 0
+   when `value` is not a string (TypeError set), -1 on another error. `*holder` keeps a
+   converted copy alive. */
+static int text_part(PyObject *value, Parts *parts, int part, PyObject **holder) {
+    if (!PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "expected a string, not %.100s", Py_TYPE(value)->tp_name);
+        return 0;
+    }
+    parts->part[part] = PyUnicode_AsUTF8AndSize(value, &parts->length[part]);
+    if (parts->part[part] != NULL) {
+        return 1;
+    }
+    PyErr_Clear();
+    *holder = PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass");
+    if (*holder == NULL) {
+        return -1;
+    }
+    parts->part[part] = PyBytes_AS_STRING(*holder);
+    parts->length[part] = PyBytes_GET_SIZE(*holder);
+    return 1;
+}
+
+static int bytes_part(PyObject *value, Parts *parts, int part) {
+    if (!PyBytes_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(value)->tp_name);
+        return 0;
+    }
+    parts->part[part] = PyBytes_AS_STRING(value);
+    parts->length[part] = PyBytes_GET_SIZE(value);
+    return 1;
+}
+
+/* put(entry) -> bool
+
+   Copies `entry` (an `Entry`, made in Python: the hand-off's slow path) into the ring;
+   False when it has no room (counted in `dropped`). */
+static PyObject *ring_put_entry(Ring *ring, PyObject *entry) {
+    Layout layout;
+    find_layout(&layout, Py_TYPE(entry));
+    PyObject *fields[FIELD_COUNT] = {NULL};
+    PyObject *holders[3] = {NULL, NULL, NULL};
+    PyObject *answer = NULL;
+    Parts parts = {0};
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        if ((fields[i] = field_of(&layout, entry, i)) == NULL) {
+            goto done;
+        }
+    }
+    parts.has_id = fields[F_REQUEST_ID] != Py_None;
+    parts.has_reason = fields[F_REASON] != Py_None;
+    if ((parts.has_id && text_part(fields[F_REQUEST_ID], &parts, PART_ID, &holders[0]) <= 0) ||
+        text_part(fields[F_MODEL_VERSION], &parts, PART_MODEL_VERSION, &holders[1]) <= 0 ||
+        (parts.has_reason && text_part(fields[F_REASON], &parts, PART_REASON, &holders[2]) <= 0) ||
+        !bytes_part(fields[F_HEADERS], &parts, PART_HEADERS) ||
+        !bytes_part(fields[F_BODY], &parts, PART_BODY) ||
+        !bytes_part(fields[F_IMPS], &parts, PART_IMPS)) {
+        goto done;
+    }
+    parts.arrival = PyFloat_AsDouble(fields[F_ARRIVAL]);
+    parts.elapsed = PyFloat_AsDouble(fields[F_ELAPSED]);
+    parts.status = PyLong_AsLongLong(fields[F_STATUS]);
+    if (PyErr_Occurred()) {
+        goto done;
+    }
+    int put = ring_put(ring, &parts);
+    answer = put < 0 ? NULL : PyBool_FromLong(put);
+done:
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        Py_XDECREF(fields[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(holders[i]);
+    }
+    return answer;
+}
+
+static PyMethodDef ring_methods[] = {
+    {"encode", (PyCFunction)ring_encode, METH_VARARGS,
+     "encode(limit, room, tree, version, error_reason) -> (bytes, int)"},
+    {"pop", (PyCFunction)ring_pop, METH_O, "pop(entry_type) -> Entry | None"},
+    {"put", (PyCFunction)ring_put_entry, METH_O, "put(entry) -> bool"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef ring_members[] = {
+    {"dropped", T_LONGLONG, offsetof(Ring, dropped), 0, "Records refused for want of room."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PySequenceMethods ring_as_sequence = {.sq_length = (lenfunc)ring_length};
+
+static PyTypeObject RingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bidder.recording._speedups.RecordRing",
+    .tp_basicsize = sizeof(Ring),
+    .tp_dealloc = (destructor)ring_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "RecordRing(capacity_bytes, max_records, wake): the hand-off queue's records.",
+    .tp_traverse = (traverseproc)ring_traverse,
+    .tp_clear = (inquiry)ring_clear,
+    .tp_new = ring_new,
+    .tp_methods = ring_methods,
+    .tp_members = ring_members,
+    .tp_as_sequence = &ring_as_sequence,
+};
 
 /* ---- Entries -------------------------------------------------------------------------
 
@@ -1402,10 +1737,28 @@ static int put_imps(Output *out, PyObject *request, PyObject *reason, PyObject *
     return outcome;
 }
 
-/* The recorded headers and the impressions of a capture's parts: a new (headers, imps) pair
-   of bytes objects in `parts`, 1; 0 to leave the capture to the Python; -1 on an error. */
-static int entry_parts(PyObject *headers, PyObject *body, PyObject *names, PyObject *gzip_names,
-                       PyObject *verdict, PyObject *encode_number, PyObject *parts[2]) {
+/* The scratch memory of the recorded headers and the impressions, used again by each
+   hand-off (the GIL serialises them; `busy` guards against one re-entered from Python). */
+static Output scratch_headers, scratch_imps;
+static int scratch_busy;
+
+/* A capture's parts (see `Capture` in `record.py`): 1, 0 to leave the capture to the
+   Python, -1 on an error. Pointers in `parts` are into the capture's objects and the
+   scratch memory; `*request_id` is a new reference the caller releases. */
+static int capture_parts(PyObject *capture, PyObject *names, PyObject *gzip_names,
+                         PyObject *encode_number, Parts *parts, PyObject **request_id) {
+    if (!PyTuple_CheckExact(capture) || PyTuple_GET_SIZE(capture) != 6) {
+        return 0;
+    }
+    PyObject *verdict = PyTuple_GET_ITEM(capture, 5), *body = PyTuple_GET_ITEM(capture, 2);
+    PyObject *arrival = PyTuple_GET_ITEM(capture, 0), *elapsed = PyTuple_GET_ITEM(capture, 3);
+    PyObject *version = PyTuple_GET_ITEM(capture, 4);
+    if (!PyTuple_CheckExact(verdict) || PyTuple_GET_SIZE(verdict) != 4 ||
+        !PyBytes_CheckExact(body) || !PyFloat_CheckExact(arrival) ||
+        !PyFloat_CheckExact(elapsed) || !PyLong_CheckExact(PyTuple_GET_ITEM(verdict, 0))) {
+        return 0;
+    }
+    PyObject *request = PyTuple_GET_ITEM(verdict, 1), *reason = PyTuple_GET_ITEM(verdict, 2);
     int gzipped = PyBytes_GET_SIZE(body) >= 2 && memcmp(PyBytes_AS_STRING(body), "\x1f\x8b", 2) == 0;
     PyObject *recorded = gzipped ? gzip_names : names;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(recorded); i++) {
@@ -1414,66 +1767,49 @@ static int entry_parts(PyObject *headers, PyObject *body, PyObject *names, PyObj
             return -1;
         }
     }
-    Output recorded_headers = {NULL, 0, 0}, imps = {NULL, 0, 0};
-    int outcome = put_headers(&recorded_headers, headers, recorded);
+    scratch_headers.size = scratch_imps.size = 0;
+    int outcome = put_headers(&scratch_headers, PyTuple_GET_ITEM(capture, 1), recorded);
     if (outcome > 0) {
-        outcome = put_imps(&imps, PyTuple_GET_ITEM(verdict, 1), PyTuple_GET_ITEM(verdict, 2),
-                           PyTuple_GET_ITEM(verdict, 3), encode_number);
+        outcome = put_imps(&scratch_imps, request, reason, PyTuple_GET_ITEM(verdict, 3),
+                           encode_number);
     }
-    if (outcome > 0) {
-        parts[0] = PyBytes_FromStringAndSize(recorded_headers.data, recorded_headers.size);
-        parts[1] = parts[0] == NULL ? NULL : PyBytes_FromStringAndSize(imps.data, imps.size);
-        if (parts[1] == NULL) {
-            Py_CLEAR(parts[0]);
-            outcome = -1;
-        }
-    }
-    PyMem_RawFree(recorded_headers.data);
-    PyMem_RawFree(imps.data);
-    return outcome;
-}
-
-/* make_entry's work, its arguments checked: a new reference to the entry, or to None; NULL
-   with an exception set. */
-static PyObject *entry_of(PyObject *capture, PyObject *entry_type, PyObject *names,
-                          PyObject *gzip_names, PyObject *encode_number) {
-    if (!PyTuple_CheckExact(capture) || PyTuple_GET_SIZE(capture) != 6) {
-        Py_RETURN_NONE;
-    }
-    PyObject *verdict = PyTuple_GET_ITEM(capture, 5), *body = PyTuple_GET_ITEM(capture, 2);
-    if (!PyTuple_CheckExact(verdict) || PyTuple_GET_SIZE(verdict) != 4 ||
-        !PyBytes_CheckExact(body)) {
-        Py_RETURN_NONE;
-    }
-    PyObject *parts[2] = {NULL, NULL};
-    int outcome = entry_parts(PyTuple_GET_ITEM(capture, 1), body, names, gzip_names, verdict,
-                              encode_number, parts);
     if (outcome <= 0) {
-        return outcome < 0 ? NULL : Py_NewRef(Py_None);
+        return outcome;
     }
-    PyObject *request = PyTuple_GET_ITEM(verdict, 1);
-    PyObject *request_id =
-        request == Py_None ? Py_NewRef(Py_None) : slot_attribute(&request_id_slot, request, A_ID);
-    PyObject *entry = NULL;
-    if (request_id != NULL) {
-        /* Entry's fields in their order (`record.py`). */
-        PyObject *fields[9] = {
-            request_id,
-            PyTuple_GET_ITEM(capture, 0),  /* arrival */
-            parts[0],                      /* headers */
-            body,
-            PyTuple_GET_ITEM(verdict, 0),  /* status */
-            PyTuple_GET_ITEM(capture, 3),  /* elapsed */
-            PyTuple_GET_ITEM(capture, 4),  /* model version */
-            PyTuple_GET_ITEM(verdict, 2),  /* reason */
-            parts[1],                      /* imps */
-        };
-        entry = PyObject_Vectorcall(entry_type, fields, 9, NULL);
-        Py_DECREF(request_id);
+    *request_id = request == Py_None ? Py_NewRef(Py_None)
+                                     : slot_attribute(&request_id_slot, request, A_ID);
+    if (*request_id == NULL) {
+        return -1;
     }
-    Py_DECREF(parts[0]);
-    Py_DECREF(parts[1]);
-    return entry;
+    parts->has_id = *request_id != Py_None;
+    parts->has_reason = reason != Py_None;
+    const char *texts[3] = {NULL, NULL, NULL};
+    PyObject *strings[3] = {*request_id, version, reason};
+    static const int text_parts[3] = {PART_ID, PART_MODEL_VERSION, PART_REASON};
+    for (int i = 0; i < 3; i++) {
+        if (strings[i] == Py_None && i != 1) {
+            parts->part[text_parts[i]] = "";
+            parts->length[text_parts[i]] = 0;
+            continue;
+        }
+        if (!PyUnicode_Check(strings[i]) ||
+            (texts[i] = PyUnicode_AsUTF8AndSize(strings[i], &parts->length[text_parts[i]])) == NULL) {
+            PyErr_Clear();  /* not a string, or a lone surrogate: the Python's */
+            return 0;
+        }
+        parts->part[text_parts[i]] = texts[i];
+    }
+    parts->part[PART_HEADERS] = scratch_headers.data;
+    parts->length[PART_HEADERS] = scratch_headers.size;
+    parts->part[PART_IMPS] = scratch_imps.data;
+    parts->length[PART_IMPS] = scratch_imps.size;
+    parts->part[PART_BODY] = PyBytes_AS_STRING(body);
+    parts->length[PART_BODY] = PyBytes_GET_SIZE(body);
+    parts->arrival = PyFloat_AS_DOUBLE(arrival);
+    parts->elapsed = PyFloat_AS_DOUBLE(elapsed);
+    int overflow = 0;
+    parts->status = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(verdict, 0), &overflow);
+    return overflow ? 0 : 1;
 }
 
 /* A fast-call function's TypeError for arguments it does not take. */
@@ -1482,58 +1818,39 @@ static PyObject *usage(const char *signature) {
     return NULL;
 }
 
-static PyObject *make_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 5 || !PyTuple_Check(args[2]) || !PyTuple_Check(args[3])) {
-        return usage("make_entry(capture, entry_type, names: tuple, gzip_names: tuple, "
-                     "encode_number)");
-    }
-    return entry_of(args[0], args[1], args[2], args[3], args[4]);
-}
-
-/* enqueue(queue, capacity, half, wake, slow_put, entry_type, names, gzip_names,
-           encode_number, capture) -> None
+/* enqueue(ring, slow_put, names, gzip_names, encode_number, capture) -> None
 
    The bid path's hand-off (`writer.py`'s `CaptureQueue`, which binds every argument but
-   the capture) with no Python frame at all: the entry `make_entry` makes is appended to
-   `queue` (a deque) and, when the queue held `half` entries before it, `wake()` is called.
-   Everything else goes to `slow_put(capture)`, the hand-off in Python, which counts,
-   logs and falls back: a queue holding `capacity` entries, a capture `make_entry` leaves
+   the capture) with no Python frame at all: the capture's record is copied into `ring`
+   (a RecordRing, which wakes the writer when that fills half of it); with no room, it is
+   counted in the ring's `dropped`. Everything else goes to `slow_put(capture)`, the
+   hand-off in Python, which makes the entry, counts, logs and falls back: a capture left
    to the Python, and an error (cleared here, as the Python meets it again and logs it). */
-static PyObject *append_name;
-
 static PyObject *enqueue(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 10 || !PyTuple_Check(args[6]) || !PyTuple_Check(args[7])) {
-        return usage("enqueue(queue, capacity, half, wake, slow_put, entry_type, names: tuple, "
-                     "gzip_names: tuple, encode_number, capture)");
+    if (nargs != 6 || !Py_IS_TYPE(args[0], &RingType) || !PyTuple_Check(args[2]) ||
+        !PyTuple_Check(args[3])) {
+        return usage("enqueue(ring: RecordRing, slow_put, names: tuple, gzip_names: tuple, "
+                     "encode_number, capture)");
     }
-    PyObject *queue = args[0], *capture = args[9];
-    Py_ssize_t capacity = PyLong_AsSsize_t(args[1]), half = PyLong_AsSsize_t(args[2]);
-    if ((capacity == -1 || half == -1) && PyErr_Occurred()) {
-        return NULL;
+    PyObject *capture = args[5];
+    if (scratch_busy) {
+        return PyObject_CallOneArg(args[1], capture);
     }
-    Py_ssize_t depth = PyObject_Size(queue);
-    if (depth < 0) {
-        return NULL;
+    scratch_busy = 1;
+    Parts parts;
+    PyObject *request_id = NULL;
+    int outcome = capture_parts(capture, args[2], args[3], args[4], &parts, &request_id);
+    if (outcome > 0 && ring_put((Ring *)args[0], &parts) < 0) {
+        PyErr_Clear();  /* the record is in; the writer wakes on its timer all the same */
     }
-    if (depth < capacity) {
-        PyObject *entry = entry_of(capture, args[5], args[6], args[7], args[8]);
-        if (entry == NULL) {
-            PyErr_Clear();
-        } else if (entry == Py_None) {
-            Py_DECREF(entry);
-        } else {
-            PyObject *appended = PyObject_CallMethodOneArg(queue, append_name, entry);
-            Py_DECREF(entry);
-            if (appended == NULL) {
-                return NULL;
-            }
-            Py_DECREF(appended);
-            return depth == half ? PyObject_CallNoArgs(args[3]) : Py_NewRef(Py_None);
-        }
+    Py_XDECREF(request_id);
+    scratch_busy = 0;
+    if (outcome > 0) {
+        Py_RETURN_NONE;
     }
-    return PyObject_CallOneArg(args[4], capture);
+    PyErr_Clear();
+    return PyObject_CallOneArg(args[1], capture);
 }
 
 static PyMethodDef methods[] = {
@@ -1542,13 +1859,8 @@ static PyMethodDef methods[] = {
      "identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None"},
     {"without_identifiers", without_identifiers, METH_VARARGS,
      "without_identifiers(body, tree) -> bytes | None"},
-    {"encode_records", encode_records, METH_VARARGS,
-     "encode_records(entries, start, end, room, tree, version, error_reason) -> (bytes, int)"},
-    {"make_entry", (PyCFunction)(void (*)(void))make_entry, METH_FASTCALL,
-     "make_entry(capture, entry_type, names, gzip_names, encode_number) -> Entry | None"},
     {"enqueue", (PyCFunction)(void (*)(void))enqueue, METH_FASTCALL,
-     "enqueue(queue, capacity, half, wake, slow_put, entry_type, names, gzip_names, "
-     "encode_number, capture) -> None"},
+     "enqueue(ring, slow_put, names, gzip_names, encode_number, capture) -> None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1573,11 +1885,12 @@ PyMODINIT_FUNC PyInit__speedups(void) {
             return NULL;
         }
     }
-    if (append_name == NULL && (append_name = PyUnicode_InternFromString("append")) == NULL) {
+    if (PyType_Ready(&TreeType) < 0 || PyType_Ready(&RingType) < 0) {
         return NULL;
     }
-    if (PyType_Ready(&TreeType) < 0) {
-        return NULL;
+    PyObject *created = PyModule_Create(&module);
+    if (created != NULL && PyModule_AddObjectRef(created, "RecordRing", (PyObject *)&RingType) < 0) {
+        Py_CLEAR(created);
     }
-    return PyModule_Create(&module);
+    return created;
 }

@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import base64
 import math
-from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
@@ -45,7 +44,7 @@ from bidder.asgi import Headers
 from bidder.decision.policy import ImpDecision
 from bidder.openrtb.model import BidRequest
 from bidder.recording.redaction import Redactor, one_line
-from bidder.recording.speedups import ScannerTree, compiled
+from bidder.recording.speedups import RecordRing, ScannerTree, compiled
 
 RECORD_VERSION: Final = 1
 
@@ -103,6 +102,15 @@ class Entry(msgspec.Struct, frozen=True, gc=False):
     imps: bytes
 
 
+class Queued(Protocol):
+    """The writer's side of the hand-off queue (`writer.CaptureQueue`)."""
+
+    @property
+    def ring(self) -> RecordRing | None: ...
+
+    def pop(self) -> Entry | None: ...
+
+
 class RecordedImp(msgspec.Struct, frozen=True):
     id: str
     bid: bool
@@ -114,43 +122,29 @@ class RecordedImp(msgspec.Struct, frozen=True):
 class EntryMaker:
     """Makes the queue's entries, on the event loop, once the answer is sent.
 
-    The compiled module makes the entry in one call (`make_entry` in `_speedups.c`) when it
-    is there and takes the capture; on the bid path its `enqueue` (see `hand_off`) does,
-    with no Python frame at all. Otherwise it is made here, keeping the encodings of the
-    header sets seen most (the usual traffic has a few). Both make the same entry, byte for
-    byte: the compiled module has msgspec's encoder write the numbers too."""
+    With the compiled module, the bid path's hand-off is its `enqueue` (see `hand_off`),
+    which copies the capture's record into the queue's ring with no Python frame and no
+    entry at all; the entries made here are for the captures it leaves to the Python, and
+    for the queue without the module. This keeps the encodings of the header sets seen
+    most (the usual traffic has a few). Both write the same record, byte for byte: the
+    compiled module has msgspec's encoder write the numbers too."""
 
     def __init__(self) -> None:
         self._encode = msgspec.json.Encoder().encode
         self._headers: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
-        self._make = None if compiled is None else compiled.make_entry
 
     def hand_off(
-        self,
-        queue: deque[Entry],
-        capacity: int,
-        half: int,
-        wake: Callable[[], None],
-        slow_put: Callable[[Capture], None],
+        self, ring: RecordRing, slow_put: Callable[[Capture], None]
     ) -> Callable[[Capture], None]:
-        """The bid path's hand-off to `queue`: the compiled module's `enqueue`, with every
-        argument but the capture bound, which leaves all but the common case to `slow_put`;
-        `slow_put` itself without the compiled module."""
-        if compiled is None:
-            return slow_put
+        """The bid path's hand-off to `ring`: the compiled module's `enqueue`, with every
+        argument but the capture bound, which leaves all but the common case to
+        `slow_put`."""
+        assert compiled is not None
         return partial(
-            compiled.enqueue,
-            *(queue, capacity, half, wake, slow_put),
-            *(Entry, _HEADER_NAMES, _GZIP_HEADER_NAMES, self._encode),
+            compiled.enqueue, ring, slow_put, _HEADER_NAMES, _GZIP_HEADER_NAMES, self._encode
         )
 
     def __call__(self, capture: Capture) -> Entry:
-        if self._make is not None:
-            entry: Entry | None = self._make(
-                capture, Entry, _HEADER_NAMES, _GZIP_HEADER_NAMES, self._encode
-            )
-            if entry is not None:
-                return entry
         arrival, headers, body, elapsed, model_version, verdict = capture
         status, request, reason, decisions = verdict
         return Entry(
@@ -204,43 +198,46 @@ class RecordEncoder:
         self._id_decoder = msgspec.json.Decoder(_WithId)
         # The compiled encoder keeps identifiers (no tree) or drops them; hashing is done here.
         self._tree: ScannerTree | None = None if redactor is None else redactor.drop_tree
-        self._compiled = compiled if redactor is None or self._tree is not None else None
+        self._compiled = redactor is None or self._tree is not None
 
-    def encode_chunk(
-        self, entries: list[Entry], at: int, end: int, room: int, on_error: Callable[[], None]
+    def encode_queued(
+        self, queue: Queued, limit: int, room: int, on_error: Callable[[], None]
     ) -> tuple[bytes, int, int]:
-        """The records of `entries[at:end]`, joined, up to the one that fills `room` bytes:
-        (the bytes, where it stopped, how many records they hold).
+        """Up to `limit` of the records queued, taken out of `queue`, as lines, up to the one
+        that fills `room` bytes: (the lines joined, records taken, records written).
 
-        Runs of entries go through the compiled encoder (`_speedups.c`), which writes what
-        `encode` writes, byte for byte, in a fraction of its time; the entries it leaves
-        (a body the bid path did not decode, a string JSON would escape), and every entry
-        without the module or when hashing, through `encode`. An entry that cannot be
-        encoded is left out, `on_error` called while its exception is handled."""
+        The compiled encoder (`_speedups.c`) writes what `encode` writes, byte for byte, in a
+        fraction of its time and with the GIL let go, from the queue's ring; it leaves to
+        `encode`, one at a time, a body the bid path did not decode, a string JSON would
+        escape, and every record when hashing or without the module. A record that cannot
+        be encoded is left out, `on_error` called while its exception is handled."""
+        ring = queue.ring if self._compiled else None
         parts: list[bytes] = []
-        size = 0
-        records = 0
-        while at < end and size < room:
-            if self._compiled is not None:
-                data, reached = self._compiled.encode_records(
-                    entries, at, end, room - size, self._tree, RECORD_VERSION, _ERROR_REASON
+        size = taken = written = 0
+        while taken < limit and size < room:
+            if ring is not None:
+                data, count = ring.encode(
+                    limit - taken, room - size, self._tree, RECORD_VERSION, _ERROR_REASON
                 )
-                if reached > at:
+                if count:
                     parts.append(data)
                     size += len(data)
-                    records += reached - at
-                    at = reached
+                    taken += count
+                    written += count
                     continue
+            entry = queue.pop()
+            if entry is None:
+                break
+            taken += 1
             try:
-                line = self.encode(entries[at])
+                line = self.encode(entry)
             except Exception:  # a record the encoder cannot take must not stop the rest
                 on_error()
-            else:
-                parts.append(line)
-                size += len(line)
-                records += 1
-            at += 1
-        return b"".join(parts), at, records
+                continue
+            parts.append(line)
+            size += len(line)
+            written += 1
+        return b"".join(parts), taken, written
 
     def encode(self, entry: Entry) -> bytes:
         request_id = entry.request_id

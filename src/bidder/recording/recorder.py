@@ -60,6 +60,7 @@ class Recorder:
         directory: Path,
         sampler: Sampler,
         queue_size: int,
+        queue_bytes: int,
         rotation: FileRotation,
         redactor: Redactor | None,
         metrics: Metrics,
@@ -67,7 +68,7 @@ class Recorder:
     ) -> None:
         self.directory = directory
         self.sampled = sampler
-        self.queue = CaptureQueue(queue_size)
+        self.queue = CaptureQueue(queue_size, queue_bytes)
         self.put = self.queue.put
         self.writer = RecordWriter(
             self.queue, directory, RecordEncoder(redactor), rotation, metrics, self._closed
@@ -123,10 +124,12 @@ def create_recorder(settings: Settings, metrics: Metrics) -> Recorder | None:
         settings.record_dir,
         Sampler(settings.record_sample_rate, by_id=settings.record_sample_by_id),
         settings.record_queue_size,
+        settings.record_queue_bytes,
         FileRotation(
             max_bytes=settings.record_max_file_bytes,
             max_seconds=settings.record_max_file_seconds,
             flush_seconds=settings.record_flush_seconds,
+            drain_seconds=settings.record_drain_seconds,
         ),
         redactor,
         metrics,

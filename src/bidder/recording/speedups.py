@@ -22,6 +22,26 @@ class ScannerTree(Protocol):
     """The paths made into the scanner's own form, once (`scanner_tree`): opaque here."""
 
 
+class RecordRing(Protocol):
+    """The hand-off queue's records, copied into one block of memory (`_speedups.c`)."""
+
+    dropped: int
+
+    def __len__(self) -> int: ...
+
+    def put(self, entry: Any) -> bool: ...
+
+    def pop(self, entry_type: type[Any]) -> Any: ...
+
+    def encode(
+        self, limit: int, room: int, tree: ScannerTree | None, version: int, error_reason: bytes
+    ) -> tuple[bytes, int]: ...
+
+
+# The ring's type by another name, for `Speedups`, whose constructor takes its name.
+_Ring = RecordRing
+
+
 class Speedups(Protocol):
     """The compiled module's functions; `_speedups.c` describes each."""
 
@@ -31,34 +51,14 @@ class Speedups(Protocol):
 
     def without_identifiers(self, body: bytes, tree: ScannerTree) -> bytes | None: ...
 
-    def encode_records(
-        self,
-        entries: list[Any],
-        start: int,
-        end: int,
-        room: int,
-        tree: ScannerTree | None,
-        version: int,
-        error_reason: bytes,
-    ) -> tuple[bytes, int]: ...
-
-    def make_entry(
-        self,
-        capture: tuple[Any, ...],
-        entry_type: type[Any],
-        names: tuple[bytes, ...],
-        gzip_names: tuple[bytes, ...],
-        encode_number: Callable[[float], bytes],
-    ) -> Any: ...
+    def RecordRing(  # noqa: N802 (the compiled type)
+        self, capacity_bytes: int, max_records: int, wake: Callable[[], None]
+    ) -> _Ring: ...
 
     def enqueue(
         self,
-        queue: Any,
-        capacity: int,
-        half: int,
-        wake: Callable[[], None],
+        ring: _Ring,
         slow_put: Callable[[Any], None],
-        entry_type: type[Any],
         names: tuple[bytes, ...],
         gzip_names: tuple[bytes, ...],
         encode_number: Callable[[float], bytes],
