@@ -1,7 +1,7 @@
 /* The traffic recorder's costly parts in C: where a JSON request body's identifiers are,
-   for `redaction.py`, in one pass over its bytes; records written from the queue's entries,
-   for `record.py`'s writer; and (at the end of this file) the parts of an entry that the
-   event loop encodes, for `record.py`'s `EntryMaker`.
+   for `redaction.py`, in one pass over its bytes; the hand-off queue's ring of records and
+   the lines written from it, for `writer.py` and `record.py`'s writer; and (at the end of
+   this file) the bid path's hand-off into the ring, `enqueue`.
 
    without_identifiers(body, tree) -> bytes | None
        `body` with every identifier that is not null removed, on one line (line breaks
@@ -708,15 +708,9 @@ static PyObject *without_identifiers(PyObject *module, PyObject *args) {
 
 /* ---- Records -------------------------------------------------------------------------
 
-   encode_records(entries, start, end, room, tree, version, error_reason) -> (bytes, int)
-
-   `entries[start:end]` (the queue's `Entry` structs) as records, the lines `record.py`'s
-   `RecordEncoder.encode` writes, byte for byte, joined: it stops early after the line that
-   fills `room` bytes, or before an entry it leaves to `RecordEncoder` (returning that
-   entry's index): one not decoded by the bid path, with an empty or non-UTF-8 body, a
-   body the scanner does not handle, a string that JSON would escape, a negative, infinite
-   or huge time. `tree` None keeps the body's identifiers,
-   a tree drops them (the `hash` mode is `RecordEncoder`'s alone). */
+   A record's line, written from its parts as `record.py`'s `RecordEncoder.encode` writes
+   it, byte for byte (see `RecordRing.encode` below); and an `Entry`'s fields, read when
+   Python hands one to the ring. */
 
 static PyObject *field_names[9];
 enum {
@@ -1126,8 +1120,9 @@ static int ring_reached_half(Ring *ring, int64_t before_bytes, int64_t before_re
                     atomic_load_explicit(&ring->tail, memory_order_acquire);
     int64_t records = atomic_load_explicit(&ring->records_in, memory_order_relaxed) -
                       atomic_load_explicit(&ring->records_out, memory_order_acquire);
+    int64_t half_records = ring->max_records > 1 ? ring->max_records / 2 : 1;
     return (before_bytes < ring->capacity / 2 && bytes >= ring->capacity / 2) ||
-           (before_records < ring->max_records / 2 && records >= ring->max_records / 2);
+           (before_records < half_records && records >= half_records);
 }
 
 /* Writes a record of `parts` at `to`, `size` bytes reserved for it. */
@@ -1497,22 +1492,20 @@ static PyTypeObject RingType = {
     .tp_as_sequence = &ring_as_sequence,
 };
 
-/* ---- Entries -------------------------------------------------------------------------
+/* ---- The hand-off --------------------------------------------------------------------
 
-   make_entry(capture, entry_type, names, gzip_names, encode_number) -> Entry | None
+   A capture's record, as `EntryMaker` makes its entry in Python, copied into the ring in
+   one call: no Python frame on the bid path. The two parts it encodes are the request's
+   recorded headers, a JSON object of the capture's headers (ASGI's list of (name, value)
+   pairs) named in `names` (`gzip_names` for a body starting with gzip's magic number), in
+   their order; and its decision's `imps`, a JSON array, one object per decision or, when
+   there are none, per impression of the request with the request's reason, each number
+   written by `encode_number` (msgspec's encoder, as the Python's): the same bytes as
+   `EntryMaker`'s Python, in a fraction of its time.
 
-   The queue's entry (`entry_type`, `record.py`'s `Entry`) of a capture, as `EntryMaker`
-   makes it in Python, in one call: no Python frame on the bid path. The two parts it
-   encodes are the request's recorded headers, a JSON object of the capture's headers
-   (ASGI's list of (name, value) pairs) named in `names` (`gzip_names` for a body starting
-   with gzip's magic number), in their order; and its decision's `imps`, a JSON array, one
-   object per decision or, when there are none, per impression of the request with the
-   request's reason, each number written by `encode_number` (msgspec's encoder, as the
-   Python's): the same bytes as `EntryMaker`'s Python, in a fraction of its time.
-
-   None leaves the capture to the Python: a recorded header twice or with a byte JSON
-   would escape or that is not ASCII, a string JSON would escape, anything not of the
-   expected type. */
+   It leaves the capture to the Python: a recorded header twice or with a byte JSON would
+   escape or that is not ASCII, a string JSON would escape or not encodable as UTF-8,
+   anything not of the expected type. */
 
 enum { A_IMP, A_ID, A_SCORE, A_PRICE, A_REASON, ATTRIBUTE_COUNT };
 static PyObject *attribute_names[ATTRIBUTE_COUNT];

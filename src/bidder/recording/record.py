@@ -19,15 +19,17 @@ bytes is what keeps recording cheap. A body that is not JSON (a rejected request
 for an impression not bid on.
 
 The bid path hands over a `Capture`, a plain tuple of objects it already holds, and the
-queue keeps an `Entry` made of it at once: the impressions' decisions encoded, the body as
-received, and the rest as the plain values they were. An entry holds bytes, strings and
-numbers only, and is itself an object the garbage collector never tracks: a capture kept
-until the writer's next pass would hold the decoded request and its decisions, a dozen
-tracked objects per request, and such long-lived objects are what makes Python's collector
-run, and run through the whole heap, more often (measured on the benchmark, that cost the
-bidder about as much as writing the records). `RecordEncoder` turns entries into lines in
-the writer's thread: the body's redaction, its checks and its embedding, and the encoding of
-everything not encoded on the event loop happen there.
+queue keeps its record at once: the headers and the impressions' decisions encoded, the
+body as received, and the rest as the plain values they were, copied into the compiled
+module's ring (`writer.py`), or as an `Entry` where that module leaves it to the Python.
+An entry holds bytes, strings and numbers only, and is itself an object the garbage
+collector never tracks: a capture kept until the writer's next pass would hold the decoded
+request and its decisions, a dozen tracked objects per request, and such long-lived
+objects are what makes Python's collector run, and run through the whole heap, more often
+(measured on the benchmark, that cost the bidder about as much as writing the records).
+`RecordEncoder` turns queued records into lines in the writer's thread: the body's
+redaction, its checks and its embedding, and the encoding of everything not encoded on the
+event loop happen there.
 """
 
 from __future__ import annotations
@@ -80,11 +82,12 @@ _HEADER_CACHE_SIZE: Final = 64
 
 
 class Entry(msgspec.Struct, frozen=True, gc=False):
-    """A capture as the queue keeps it: what the record needs of the answer, and the body
-    as received. Never tracked by the garbage collector (`gc=False`), which holds since every
-    field is bytes, a string or a number. Only what cannot be kept as such a value (the
-    decisions, the headers) is encoded on the bid path: the rest, plain values, is encoded
-    by the writer (on the benchmark that took 1.1 of the bid path's 3.4 us per record)."""
+    """A capture as the Python keeps it (and as the ring gives a record back): what the
+    record needs of the answer, and the body as received. Never tracked by the garbage
+    collector (`gc=False`), which holds since every field is bytes, a string or a number.
+    Only what cannot be kept as such a value (the decisions, the headers) is encoded on the
+    bid path: the rest, plain values, is encoded by the writer (on the benchmark that took
+    1.1 of the bid path's 3.4 us per record)."""
 
     # None when the body was not decoded as a bid request: the writer reads the id from it.
     request_id: str | None
@@ -225,15 +228,16 @@ class RecordEncoder:
                     taken += count
                     written += count
                     continue
-            entry = queue.pop()
-            if entry is None:
-                break
-            taken += 1
             try:
+                entry = queue.pop()
+                if entry is None:
+                    break
                 line = self.encode(entry)
-            except Exception:  # a record the encoder cannot take must not stop the rest
+            except Exception:  # a record that cannot be taken or encoded must not stop the rest
+                taken += 1
                 on_error()
                 continue
+            taken += 1
             parts.append(line)
             size += len(line)
             written += 1
