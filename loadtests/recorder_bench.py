@@ -27,7 +27,7 @@ from bidder.openrtb import decode_bid_request
 from bidder.recording import Capture
 from bidder.recording.record import RecordEncoder
 from bidder.recording.redaction import Redactor
-from bidder.recording.writer import CaptureQueue, FileRotation, RecordWriter
+from bidder.recording.writer import CaptureQueue, RecordWriter, WriterPolicy
 from bidder.telemetry import Metrics
 from bidder.traffic.synthetic import generate_bid_requests
 from loadtests.harness import SEED
@@ -72,7 +72,7 @@ def writer_cpu_per_record(made: list[Capture], redactor: Redactor | None) -> flo
     """Microseconds of CPU to write each capture, files included."""
     with tempfile.TemporaryDirectory(prefix="recorder-bench-") as directory:
         queue = CaptureQueue(len(made), QUEUE_BYTES)
-        rotation = FileRotation(max_bytes=1 << 28, max_seconds=3600.0, flush_seconds=1.0)
+        rotation = WriterPolicy(max_bytes=1 << 28, max_seconds=3600.0, flush_seconds=1.0)
         metrics = Metrics(CollectorRegistry())
         writer = RecordWriter(queue, Path(directory), RecordEncoder(redactor), rotation, metrics)
         for capture in made:

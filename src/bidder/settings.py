@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         le=10.0,
         description="How often queued records are written out (a crash loses them too).",
     )
+    record_writer_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of the writer thread (Linux): the event loop runs first.",
+    )
     record_user_ids: Literal["keep", "hash", "drop"] = Field(
         "drop", description="User identifiers and IP addresses in recordings: keep, hash, drop."
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from bidder.recording.record import RecordEncoder
-from bidder.recording.writer import CaptureQueue, FileRotation, RecordWriter
+from bidder.recording.writer import CaptureQueue, RecordWriter, WriterPolicy
 from bidder.telemetry import Metrics
 from tests.recording.helpers import captures
 
@@ -20,7 +20,7 @@ FLUSH_SECONDS = 0.05
 
 def main(directory: Path) -> None:
     queue = CaptureQueue(100_000, 1 << 28)
-    rotation = FileRotation(
+    rotation = WriterPolicy(
         max_bytes=1 << 28,
         max_seconds=3600,
         flush_seconds=FLUSH_SECONDS,

@@ -38,6 +38,7 @@ def test_recording_is_off_without_a_directory() -> None:
         ),
         ({"record_queue_bytes": 1000}, "BIDDER_RECORD_QUEUE_BYTES: Input should be greater"),
         ({"record_drain_seconds": 0}, "BIDDER_RECORD_DRAIN_SECONDS: Input should be greater"),
+        ({"record_writer_nice": 20}, "BIDDER_RECORD_WRITER_NICE: Input should be less than"),
     ],
 )
 def test_inconsistent_settings_are_refused_by_name(

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -17,7 +18,7 @@ from bidder.recording import writer as writer_module
 from bidder.recording.files import FileNamer, cut_to_complete_members, start_time
 from bidder.recording.record import Entry, EntryMaker, RecordEncoder
 from bidder.recording.speedups import compiled
-from bidder.recording.writer import CaptureQueue, FileRotation, RecordWriter
+from bidder.recording.writer import CaptureQueue, RecordWriter, WriterPolicy
 from bidder.telemetry import Metrics
 from bidder.traffic.recordings import RecordingError, read_recordings
 from tests.conftest import PROJECT_ROOT
@@ -33,7 +34,7 @@ from tests.recording.helpers import (
 LARGE = 1 << 28
 
 
-def writer_for(directory: Path, rotation: FileRotation, queue_size: int = 100_000) -> RecordWriter:
+def writer_for(directory: Path, rotation: WriterPolicy, queue_size: int = 100_000) -> RecordWriter:
     queue = CaptureQueue(queue_size, LARGE)
     return RecordWriter(
         queue, directory, RecordEncoder(None), rotation, Metrics(CollectorRegistry())
@@ -51,7 +52,7 @@ def counted(metrics: Metrics, outcome: str) -> float:
 
 
 def test_files_rotate_by_size_and_each_is_complete_on_its_own(tmp_path: Path) -> None:
-    writer = writer_for(tmp_path, FileRotation(max_bytes=4096, max_seconds=3600, flush_seconds=60))
+    writer = writer_for(tmp_path, WriterPolicy(max_bytes=4096, max_seconds=3600, flush_seconds=60))
     reported: list[Path] = []
     writer.on_closed = reported.append
     writer.start()
@@ -74,7 +75,7 @@ def test_files_rotate_by_size_and_each_is_complete_on_its_own(tmp_path: Path) ->
 
 
 def test_files_rotate_by_age(tmp_path: Path) -> None:
-    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=0.2, flush_seconds=60))
+    writer = writer_for(tmp_path, WriterPolicy(max_bytes=LARGE, max_seconds=0.2, flush_seconds=60))
     writer.start()
     first, second = captures(10), captures(10, seed=2)
     for capture in first:
@@ -104,7 +105,7 @@ def test_names_sort_by_start_time_and_carry_pid_and_token(tmp_path: Path) -> Non
 
 
 def test_a_flush_makes_a_member_readable_while_the_file_is_open(tmp_path: Path) -> None:
-    rotation = FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=0.05)
+    rotation = WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=0.05)
     writer = writer_for(tmp_path, rotation)
     writer.start()
     for capture in captures(30):
@@ -147,7 +148,7 @@ def test_a_killed_recorder_leaves_a_readable_prefix_which_the_next_one_closes(
     assert set(ids[100:]) <= set(sent_ids(50, seed=2))
 
     # The dead process's file is closed by the next recorder to start in the directory.
-    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
+    writer = writer_for(tmp_path, WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
     writer.start()
     assert writer.stop(timeout=30)
     (adopted,) = closed_files(tmp_path)
@@ -182,7 +183,7 @@ def test_a_dead_processs_file_without_a_complete_member_is_removed(tmp_path: Pat
     name = dead.next(tmp_path, 1764547200.0).name
     partial = tmp_path / (name + ".partial")
     partial.write_bytes(gzip.compress(b'{"id":"1"}\n' * 1000)[:30])
-    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
+    writer = writer_for(tmp_path, WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
     writer.start()
     assert writer.stop(timeout=30)
     assert list(tmp_path.iterdir()) == []
@@ -200,7 +201,7 @@ def test_a_live_processs_files_are_left_to_it(tmp_path: Path) -> None:
     alive = tmp_path / name.replace(f"-{os.getpid()}-", f"-{os.getppid()}-")
     alive.with_name(alive.name + ".partial").write_bytes(b"")
     alive.write_bytes(b"")
-    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
+    writer = writer_for(tmp_path, WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
     writer.start()
     assert writer.stop(timeout=30)
     assert alive.with_name(alive.name + ".partial").exists()
@@ -235,7 +236,7 @@ def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path, hand_off:
     assert queue.dropped == 2
     assert taken(queue) == [EntryMaker()(capture) for capture in made[:3]]
     metrics = Metrics(CollectorRegistry())
-    rotation = FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1)
+    rotation = WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=1)
     writer = RecordWriter(queue, tmp_path, RecordEncoder(None), rotation, metrics)
     writer.start()
     queue.put(made[3])
@@ -326,7 +327,7 @@ def test_a_capture_the_compiled_module_leaves_to_the_python_is_queued_all_the_sa
 def test_a_record_that_cannot_be_encoded_is_dropped_and_the_rest_written(
     tmp_path: Path, hand_off: str
 ) -> None:
-    writer = writer_for(tmp_path, FileRotation(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
+    writer = writer_for(tmp_path, WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=1))
     good = captures(2)
     arrival, headers, body, elapsed, version, _ = good[0]
     broken = (arrival, headers, body, elapsed, version, (204, None, None, ["not a decision"]))
@@ -336,3 +337,18 @@ def test_a_record_that_cannot_be_encoded_is_dropped_and_the_rest_written(
     assert writer.stop(timeout=30)
     assert [r["id"] for r in read_directory(tmp_path)] == sent_ids(2)
     assert counted(writer.metrics, "dropped") == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own niceness is Linux's")
+def test_the_writer_thread_runs_nicer_than_the_event_loop(tmp_path: Path) -> None:
+    policy = WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=1, writer_nice=5)
+    writer = writer_for(tmp_path, policy)
+    writer.start()
+    thread = writer._thread.native_id
+    assert thread is not None
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + 5)
+    try:
+        # The thread lowers its own priority as it starts.
+        wait_until(lambda: os.getpriority(os.PRIO_PROCESS, thread) == expected)
+    finally:
+        assert writer.stop(timeout=30)

@@ -19,7 +19,7 @@ from bidder.openrtb.model import BidRequest
 from bidder.recording.record import RecordEncoder
 from bidder.recording.redaction import Redactor
 from bidder.recording.upload import S3Destination, S3Uploader
-from bidder.recording.writer import CaptureQueue, FileRotation, RecordWriter
+from bidder.recording.writer import CaptureQueue, RecordWriter, WriterPolicy
 from bidder.settings import Settings
 from bidder.telemetry import Metrics
 
@@ -61,7 +61,7 @@ class Recorder:
         sampler: Sampler,
         queue_size: int,
         queue_bytes: int,
-        rotation: FileRotation,
+        policy: WriterPolicy,
         redactor: Redactor | None,
         metrics: Metrics,
         s3: S3Destination | None = None,
@@ -71,7 +71,7 @@ class Recorder:
         self.queue = CaptureQueue(queue_size, queue_bytes)
         self.put = self.queue.put
         self.writer = RecordWriter(
-            self.queue, directory, RecordEncoder(redactor), rotation, metrics, self._closed
+            self.queue, directory, RecordEncoder(redactor), policy, metrics, self._closed
         )
         self.uploader = None if s3 is None else S3Uploader(s3, self.writer.closed_files)
 
@@ -125,11 +125,12 @@ def create_recorder(settings: Settings, metrics: Metrics) -> Recorder | None:
         Sampler(settings.record_sample_rate, by_id=settings.record_sample_by_id),
         settings.record_queue_size,
         settings.record_queue_bytes,
-        FileRotation(
+        WriterPolicy(
             max_bytes=settings.record_max_file_bytes,
             max_seconds=settings.record_max_file_seconds,
             flush_seconds=settings.record_flush_seconds,
             drain_seconds=settings.record_drain_seconds,
+            writer_nice=settings.record_writer_nice,
         ),
         redactor,
         metrics,

@@ -3,7 +3,7 @@
 The bid path copies its capture's record into a bounded ring of memory (`RecordRing` in
 `_speedups.c`; see `record.py` for what a record holds) and goes on: no lock, no wake-up,
 and nothing of the request kept, so its objects are freed at once where they were made.
-The writer thread wakes every `drain_seconds` (`FileRotation`), or as soon as the queue is
+The writer thread wakes every `drain_seconds` (`WriterPolicy`), or as soon as the queue is
 half full, takes what is queued, encodes, redacts and compresses it, and writes files: the
 event loop never waits on a disk, a compressor or an encoder. Waking on a timer rather
 than per record is what keeps the hand-off cheap: signalling a thread costs a lock and,
@@ -20,6 +20,8 @@ benchmark); the queue's memory and what a crash may lose grow with it.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -123,15 +125,18 @@ def _entry_bytes(entry: Entry) -> int:
 
 
 @dataclass(frozen=True)
-class FileRotation:
-    """Limits of one file (bytes of records before compression, seconds open), how often
-    its data is flushed, and how often the writer takes what is queued: a crash loses at
-    most the records of those two intervals."""
+class WriterPolicy:
+    """How the writer works: the limits of one file (bytes of records before compression,
+    seconds open), how often its data is flushed and how often the writer takes what is
+    queued (a crash loses at most the records of those two intervals), and how much nicer
+    than the event loop its thread runs."""
 
     max_bytes: int
     max_seconds: float
     flush_seconds: float
     drain_seconds: float = 0.2
+    # The writer thread's niceness: 0 leaves it as the process's.
+    writer_nice: int = 0
 
 
 class RecordWriter:
@@ -145,14 +150,14 @@ class RecordWriter:
         queue: CaptureQueue,
         directory: Path,
         encoder: RecordEncoder,
-        rotation: FileRotation,
+        policy: WriterPolicy,
         metrics: Metrics,
         on_closed: Callable[[Path], None] = lambda _: None,
     ) -> None:
         self.queue = queue
         self.directory = directory
         self.encoder = encoder
-        self.rotation = rotation
+        self.policy = policy
         self.metrics = metrics
         self.on_closed = on_closed
         self.namer = FileNamer()
@@ -197,10 +202,11 @@ class RecordWriter:
         return sorted(p for p in self.directory.glob(f"*{CLOSED_SUFFIX}") if self.namer.owns(p))
 
     def _run(self) -> None:
+        _lower_priority(self.policy.writer_nice)
         queue = self.queue
         while True:
             stopping = self._stopping.is_set()
-            queue.wake.wait(self.rotation.drain_seconds)
+            queue.wake.wait(self.policy.drain_seconds)
             queue.wake.clear()
             depth = len(queue)
             self.metrics.recorder_queue_depth.set(depth)
@@ -229,7 +235,7 @@ class RecordWriter:
     def _room(self) -> int:
         """Bytes of records the open file takes before it is closed."""
         written = self._file.data_bytes if self._file is not None else 0
-        return self.rotation.max_bytes - written
+        return self.policy.max_bytes - written
 
     def _append(self, data: bytes, records: int) -> None:
         now = time.monotonic()
@@ -244,17 +250,17 @@ class RecordWriter:
                 self._file = None
             return
         self.metrics.recorder_written(records)
-        if self._file.data_bytes >= self.rotation.max_bytes:
+        if self._file.data_bytes >= self.policy.max_bytes:
             self._close()
 
     def _rotate(self, now: float, closing: bool) -> None:
         file = self._file
         if file is None:
             return
-        if closing or now - file.opened_at >= self.rotation.max_seconds:
+        if closing or now - file.opened_at >= self.policy.max_seconds:
             self._close()
         elif file.member_started is not None and (
-            now - file.member_started >= self.rotation.flush_seconds
+            now - file.member_started >= self.policy.flush_seconds
         ):
             try:
                 file.flush()
@@ -288,3 +294,18 @@ class RecordWriter:
             self.metrics.recorder_dropped(records)
         if self._throttle.allow(message):
             logger.warning(message, exc_info=True)
+
+
+def _lower_priority(nice: int) -> None:
+    """Makes the calling thread `nice` steps nicer than the process, where Linux can (a
+    thread's id names it alone there): a pass of the writer, a few milliseconds of CPU
+    without the GIL, then gives way to the event loop whenever the loop has work, instead
+    of sharing the core with it, which put the loop's p99 at half load up to 2-3 times
+    higher with 0.2 s passes (measured on the benchmark)."""
+    if nice <= 0 or sys.platform != "linux":
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + nice)
+    except OSError:
+        logger.warning("the recorder's writer could not lower its priority", exc_info=True)
