@@ -44,6 +44,9 @@ SEED = 2026
 STARTUP_TIMEOUT = 90.0
 QUIET_BIDDER = {"BIDDER_LOG_LEVEL": "warning"}
 _SHED = re.compile(r'^bidder_no_bids_total\{reason="overload"\} ([0-9.e+]+)$', re.MULTILINE)
+_RECORDS_DROPPED = re.compile(
+    r'^bidder_recorder_records_total\{outcome="dropped"\} ([0-9.e+]+)$', re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -304,16 +307,33 @@ def rotated(names: list[str], by: int) -> list[str]:
     return names[start:] + names[:start]
 
 
-def shed_so_far(port: int) -> float:
-    """Requests the bidder on `port` has shed so far (0 for a server that does not say)."""
+@dataclass(frozen=True)
+class Tally:
+    """What a bidder has counted so far of the work it did not do: requests shed with an
+    overload no-bid, and records its recorder dropped with the queue full (0 for a server
+    that does not say). A throughput figure is the bidder's only while both stay near 0."""
+
+    shed: float = 0.0
+    records_dropped: float = 0.0
+
+    def __sub__(self, before: Tally) -> Tally:
+        return Tally(self.shed - before.shed, self.records_dropped - before.records_dropped)
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.shed + other.shed, self.records_dropped + other.records_dropped)
+
+
+def tally_so_far(port: int) -> Tally:
+    """The `Tally` of the server on `port`, read off its /metrics."""
     connection = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
         connection.request("GET", "/metrics")
         text = connection.getresponse().read().decode()
     finally:
         connection.close()
-    match = _SHED.search(text)
-    return float(match.group(1)) if match else 0.0
+    shed = _SHED.search(text)
+    dropped = _RECORDS_DROPPED.search(text)
+    return Tally(float(shed.group(1)) if shed else 0.0, float(dropped.group(1)) if dropped else 0.0)
 
 
 def merged(tables: Iterable[Mapping[Any, int]]) -> dict[str, int]:

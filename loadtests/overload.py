@@ -43,8 +43,8 @@ from loadtests.harness import (
     load_generator_pinned,
     machine,
     saturate,
-    shed_so_far,
     started,
+    tally_so_far,
     write_report,
 )
 from loadtests.memory import RssSampler, peak_rss_bytes, rss_bytes
@@ -79,7 +79,7 @@ def overloaded_run(
     """One calm → overload → calm run, and what it shows."""
     sampler = RssSampler(pid)
     rss_before = rss_bytes(pid)
-    shed_before = shed_so_far(port)
+    shed_before = tally_so_far(port).shed
 
     async def sampled(result: LoadResult) -> None:
         await sampler.run()
@@ -94,7 +94,7 @@ def overloaded_run(
             watch=sampled,
         )
     )
-    shed = shed_so_far(port) - shed_before
+    shed = tally_so_far(port).shed - shed_before
     calm, overload, _ = load.phases
     # Shedding only happens while overloaded (or as it ends): all of it counts against the
     # overload stretch, which makes the bid-path figure, if anything, pessimistic.

@@ -98,3 +98,32 @@ def test_copies_need_interleaving_and_a_count(tmp_path: Path, instances: str) ->
         bench.main(["--instances", instances, "--servers", "ceiling", "--out", str(tmp_path / "x")])
     assert exit_.value.code == 2
     assert not (tmp_path / "x").exists()
+
+
+def _result(server: str, rate: float, dropped: float) -> dict[str, object]:
+    return {
+        "server": server,
+        "saturation_rps": rate,
+        "saturation_runs_rps": [rate],
+        "saturation_statuses": {"204": 100},
+        "saturation_errors": {},
+        "saturation_shed": 0.0,
+        "saturation_records_dropped": dropped,
+        "half_load": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("dropped", "verdict", "row"),
+    [
+        (0.0, "(target ≥ 0.9×: met)", "{'204': 100} |"),
+        (25.0, "(target ≥ 0.9×: not measured, 25 records dropped)", "records dropped 25"),
+    ],
+)
+def test_a_recording_bidder_that_dropped_records_is_not_held_to_the_bar(
+    dropped: float, verdict: str, row: str
+) -> None:
+    results = [_result("bidder", 10_000, 0.0), _result("bidder-recording", 9_500, dropped)]
+    report = bench.markdown(results, bench.ratios(results))
+    assert f"- bidder-recording/bidder: **0.950×** {verdict}" in report
+    assert row in report.splitlines()[3]
