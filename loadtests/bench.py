@@ -4,6 +4,7 @@ side by side in one run.
     python -m loadtests.bench [--duration 5] [--repeats 3] [--connections 64]
                               [--servers loadgen-ceiling,ceiling,fastapi-embedded,bidder]
                               [--interleave [--instances 1]] [--quick]
+                              [--variant NAME=BASE:KEY=VALUE[,KEY=VALUE...]]
                               [--plot latency.png] [--out result.json]
 
 Every server is started as a subprocess on a free 127.0.0.1 port, pinned to CPU 0; this
@@ -28,6 +29,9 @@ the median over rounds and copies). Copies of one server differ by themselves: f
 bidders measured over 25 rounds of one-second runs each ran at 0.964-1.000 of the fastest
 (where memory and caches lay out differently from one process to another), so that one copy
 of each tells a few percent apart only by chance.
+
+`--variant NAME=BASE:KEY=VALUE,...` adds a server: BASE started with those environment
+variables set (a setting's cost, measured beside the defaults in the same run).
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ import contextlib
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +167,49 @@ SERVERS: dict[str, Server] = {
 }
 
 
+@dataclass(frozen=True)
+class Lineup:
+    """The servers a run may start and the ratios it reports: `SERVERS` and `RATIOS`, with
+    any `--variant` added."""
+
+    servers: Mapping[str, Server]
+    ratios: Mapping[str, Ratio]
+
+
+def with_variant(lineup: Lineup, spec: str) -> Lineup:
+    """`lineup` with the variant `spec` names, `NAME=BASE:KEY=VALUE[,KEY=VALUE...]`: server
+    BASE started with those environment variables set, reported as NAME, with the ratio
+    NAME/BASE and every ratio BASE is held to, NAME held to the same bar. Raises ValueError
+    naming what is wrong."""
+    name, _, rest = spec.partition("=")
+    base, _, pairs = rest.partition(":")
+    name, base = name.strip(), base.strip()
+    if not name or "/" in name or "," in name:
+        raise ValueError(f"variant {spec!r}: give it a name without '/' or ',' before '='")
+    if name in lineup.servers:
+        raise ValueError(f"variant {spec!r}: {name} is already a server")
+    if base not in lineup.servers:
+        known = ", ".join(lineup.servers)
+        raise ValueError(f"variant {spec!r}: no server {base!r}; known: {known}")
+    env: dict[str, str] = {}
+    for pair in filter(None, (each.strip() for each in pairs.split(","))):
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise ValueError(f"variant {spec!r}: {pair!r} is not KEY=VALUE")
+        env[key] = value
+    if not env:
+        raise ValueError(f"variant {spec!r}: no KEY=VALUE after '{base}:'")
+    server = lineup.servers[base]
+    ratios = {f"{name}/{base}": Ratio(name, base)}
+    for ratio in lineup.ratios.values():
+        if ratio.server == base:
+            ratios[f"{name}/{ratio.reference}"] = Ratio(name, ratio.reference, ratio.target)
+    return Lineup(
+        {**lineup.servers, name: replace(server, env={**server.env, **env})},
+        {**lineup.ratios, **ratios},
+    )
+
+
 # --- the load generator's own ceiling ---
 
 FIXED_204 = b"HTTP/1.1 204 No Content\r\n\r\n"
@@ -228,11 +275,13 @@ def measure(name: str, port: int, requests: list[Request], plan: Plan) -> dict[s
     return entry
 
 
-def measure_alone(name: str, requests: list[Request], plan: Plan, pin: bool) -> dict[str, Any]:
+def measure_alone(
+    name: str, server: Server, requests: list[Request], plan: Plan, pin: bool
+) -> dict[str, Any]:
     """One server started, measured and stopped."""
     port = free_port()
     try:
-        with started(name, SERVERS[name], port, pin=pin):
+        with started(name, server, port, pin=pin):
             result = measure(name, port, requests, plan)
     except ServerFailed as exc:
         print(f"{name}: {exc}", file=sys.stderr)
@@ -242,18 +291,22 @@ def measure_alone(name: str, requests: list[Request], plan: Plan, pin: bool) -> 
 
 
 def measure_in_turns(
-    names: list[str], requests: list[Request], plan: Plan, pin: bool, instances: int = 1
+    servers: Mapping[str, Server],
+    requests: list[Request],
+    plan: Plan,
+    pin: bool,
+    instances: int = 1,
 ) -> list[dict[str, Any]]:
     """Every server started at once, `instances` times, and measured in turns (see the
     module's docstring); each server's runs are those of all its instances, round by round."""
     results: dict[str, dict[str, Any]] = {}
-    with contextlib.ExitStack() as servers:
+    with contextlib.ExitStack() as running:
         ports: dict[str, list[int]] = {}
-        for name in names:
+        for name, server in servers.items():
             try:
                 for _ in range(instances):
                     port = free_port()
-                    servers.enter_context(started(name, SERVERS[name], port, pin=pin))
+                    running.enter_context(started(name, server, port, pin=pin))
                     ports.setdefault(name, []).append(port)
             except ServerFailed as exc:
                 results[name] = {"server": name, "error": str(exc)}
@@ -305,7 +358,7 @@ def measure_in_turns(
                 entry["sweep"] = _sweep(targets[f"{name}#0"], requests, saturation.rate, plan)
             results[name] = entry
             print(f"{name:18s} {saturation.rate:>10,.0f} req/s", file=sys.stderr)
-    return [results[name] for name in names]
+    return [results[name] for name in servers]
 
 
 def _sweep(
@@ -323,22 +376,24 @@ def _open(target: Target, requests: list[Request], rate: float, duration: float)
     return run(run_open_loop(target, requests, rate=rate, duration=duration))
 
 
-def ratios_by_round(results: list[dict[str, Any]]) -> dict[str, list[float]]:
+def ratios_by_round(
+    results: list[dict[str, Any]], wanted: Mapping[str, Ratio] = RATIOS
+) -> dict[str, list[float]]:
     """Each ratio in each round of runs taken in turns (the i-th runs of two servers)."""
     runs = {r["server"]: r.get("saturation_runs_rps") or [] for r in results}
     table = {}
-    for label, ratio in RATIOS.items():
+    for label, ratio in wanted.items():
         server, reference = runs.get(ratio.server), runs.get(ratio.reference)
         if server and reference and len(server) == len(reference) and all(reference):
             table[label] = [round(a / b, 3) for a, b in zip(server, reference, strict=True)]
     return table
 
 
-def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
+def ratios(results: list[dict[str, Any]], wanted: Mapping[str, Ratio] = RATIOS) -> dict[str, float]:
     rate = {r["server"]: r.get("saturation_rps", 0.0) for r in results}
     return {
         label: round(rate[ratio.server] / rate[ratio.reference], 3)
-        for label, ratio in RATIOS.items()
+        for label, ratio in wanted.items()
         if rate.get(ratio.server) and rate.get(ratio.reference)
     }
 
@@ -350,6 +405,7 @@ def markdown(
     results: list[dict[str, Any]],
     ratio_table: dict[str, float],
     by_round: dict[str, list[float]] | None = None,
+    wanted: Mapping[str, Ratio] = RATIOS,
 ) -> str:
     lines = [
         "| server | saturation req/s (median) | runs | p50 ms @ ½ | p99 ms @ ½ | p99.9 ms @ ½ "
@@ -371,7 +427,7 @@ def markdown(
     lines.append("")
     dropped = {r["server"]: r.get("saturation_records_dropped") for r in results}
     for label, value in ratio_table.items():
-        ratio = RATIOS[label]
+        ratio = wanted[label]
         verdict = "" if ratio.target is None else f" (target ≥ {ratio.target:g}×: "
         if ratio.target is not None and dropped.get(ratio.server):
             # Records dropped are work left undone: the rate does not count against the bar.
@@ -481,6 +537,14 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_SERVERS,
         help=f"comma-separated, among {', '.join(SERVERS)} (default {DEFAULT_SERVERS})",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=BASE:KEY=VALUE[,KEY=VALUE...]",
+        help="also measure server BASE started with these environment variables, as NAME, "
+        "e.g. nice0=bidder-recording:BIDDER_RECORD_WRITER_NICE=0; repeatable",
+    )
     parser.add_argument("--requests", type=int, default=2000, help="distinct bid requests")
     parser.add_argument(
         "--interleave", action="store_true", help="start every server at once, measure in turns"
@@ -504,10 +568,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_fixed is not None:
         serve_fixed(args.serve_fixed)
         return 0
+    lineup = Lineup(SERVERS, RATIOS)
+    for spec in args.variant:
+        try:
+            lineup = with_variant(lineup, spec)
+        except ValueError as exc:
+            parser.error(str(exc))
     names = [ALIASES.get(n.strip(), n.strip()) for n in args.servers.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(SERVERS))
+    names += [name for name in lineup.servers if name not in SERVERS and name not in names]
+    unknown = sorted(set(names) - set(lineup.servers))
     if unknown:
-        parser.error(f"unknown servers {unknown}; known: {', '.join(SERVERS)}")
+        parser.error(f"unknown servers {unknown}; known: {', '.join(lineup.servers)}")
+    servers = {name: lineup.servers[name] for name in names}
     if args.instances < 1 or (args.instances > 1 and not args.interleave):
         parser.error("--instances takes a number from 1, and more than 1 only with --interleave")
     if args.quick:
@@ -522,12 +594,14 @@ def main(argv: list[str] | None = None) -> int:
     requests = bid_requests(args.requests)
     with load_generator_pinned() as pin:
         if args.interleave:
-            results = measure_in_turns(names, requests, plan, pin, args.instances)
+            results = measure_in_turns(servers, requests, plan, pin, args.instances)
         else:
-            results = [measure_alone(name, requests, plan, pin) for name in names]
+            results = [
+                measure_alone(name, server, requests, plan, pin) for name, server in servers.items()
+            ]
     measured = [r for r in results if "error" not in r]
-    by_round = ratios_by_round(measured) if args.interleave else {}
-    ratio_table = ratios(measured)
+    by_round = ratios_by_round(measured, lineup.ratios) if args.interleave else {}
+    ratio_table = ratios(measured, lineup.ratios)
     ratio_table |= {label: round(statistics.median(each), 3) for label, each in by_round.items()}
     report = {
         "machine": machine(pin),
@@ -540,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "interleave": args.interleave,
             "instances": args.instances,
+            "variants": args.variant,
             "sweep_fractions": list(plan.sweep),
         },
         "results": results,
@@ -547,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios_by_round": by_round,
     }
     out = write_report(report, args.out, "bench")
-    print(markdown(results, ratio_table, by_round))
+    print(markdown(results, ratio_table, by_round, lineup.ratios))
     print(f"\nwritten to {out}")
     if args.plot is not None:
         drawn = plot(results, args.plot)

@@ -127,3 +127,63 @@ def test_a_recording_bidder_that_dropped_records_is_not_held_to_the_bar(
     report = bench.markdown(results, bench.ratios(results))
     assert f"- bidder-recording/bidder: **0.950×** {verdict}" in report
     assert row in report.splitlines()[3]
+
+
+def test_a_variant_is_its_base_with_more_environment_and_the_same_bars() -> None:
+    lineup = bench.with_variant(
+        bench.Lineup(bench.SERVERS, bench.RATIOS),
+        "nice0=bidder-recording:BIDDER_RECORD_WRITER_NICE=0, BIDDER_RECORD_DRAIN_SECONDS=0.1",
+    )
+    base, variant = bench.SERVERS["bidder-recording"], lineup.servers["nice0"]
+    assert variant.env == {
+        **base.env,
+        "BIDDER_RECORD_WRITER_NICE": "0",
+        "BIDDER_RECORD_DRAIN_SECONDS": "0.1",
+    }
+    # Its own recording directory, as the base has.
+    assert variant.scoped_env is base.scoped_env is not None
+    assert lineup.ratios["nice0/bidder-recording"] == bench.Ratio("nice0", "bidder-recording")
+    assert lineup.ratios["nice0/bidder"] == bench.Ratio("nice0", "bidder", 0.90)
+    # The lineup it came from is left as it was.
+    assert "nice0" not in bench.SERVERS
+    assert "nice0/bidder" not in bench.RATIOS
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ("=bidder:A=1", "give it a name"),
+        ("a/b=bidder:A=1", "give it a name"),
+        ("bidder=ceiling:A=1", "bidder is already a server"),
+        ("x=nginx:A=1", "no server 'nginx'"),
+        ("x=bidder:A", "'A' is not KEY=VALUE"),
+        ("x=bidder:=1", "'=1' is not KEY=VALUE"),
+        ("x=bidder", "no KEY=VALUE"),
+    ],
+)
+def test_a_variant_that_cannot_be_made_is_refused_naming_why(
+    tmp_path: Path, spec: str, complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        bench.with_variant(bench.Lineup(bench.SERVERS, bench.RATIOS), spec)
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--variant", spec, "--out", str(tmp_path / "x.json")])
+    assert exit_.value.code == 2
+    assert complaint in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_a_variant_is_measured_beside_its_base_and_compared_with_it(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    arguments = ["--interleave", "--duration", "0.3", "--repeats", "2", "--requests", "100"]
+    variant = "ceiling-b=ceiling:PYTHONHASHSEED=1"
+    assert (
+        bench.main([*arguments, "--servers", "ceiling", "--variant", variant, "--out", str(out)])
+        == 0
+    )
+    report = orjson.loads(out.read_bytes())
+    assert report["settings"]["variants"] == [variant]
+    assert [r["server"] for r in report["results"]] == ["ceiling", "ceiling-b"]
+    assert all(rate > 0 for r in report["results"] for rate in r["saturation_runs_rps"])
+    assert len(report["ratios_by_round"]["ceiling-b/ceiling"]) == 2
+    assert report["ratios"]["ceiling-b/ceiling"] > 0
