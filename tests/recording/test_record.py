@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hmac
 import sys
 import threading
 import time
@@ -226,7 +227,7 @@ def test_chunks_are_what_encode_writes_record_by_record(entries: list[Entry], mo
 
 
 @_COMPILED
-@pytest.mark.parametrize("mode", ["keep", "drop"])
+@pytest.mark.parametrize("mode", ["keep", "drop", "hash"])
 def test_the_compiled_encoder_takes_the_bid_paths_entries_whole(mode: str) -> None:
     """Decided requests (impressions bid, priced, declined by reason) never fall back to
     Python: the fallback would hide a slow path in plain sight."""
@@ -240,11 +241,48 @@ def test_the_compiled_encoder_takes_the_bid_paths_entries_whole(mode: str) -> No
         queue.put(capture)
     assert queue.ring is not None
     redactor = _REDACTORS[mode]
-    tree = None if redactor is None else redactor.drop_tree
-    data, count = queue.ring.encode(len(made), 2**40, tree, 1, b"internal_error")
+    tree = None if redactor is None else redactor.tree
+    key = None if redactor is None else redactor.hash_key
+    data, count = queue.ring.encode(len(made), 2**40, tree, 1, b"internal_error", key)
     assert count == len(made)
     entries = [EntryMaker()(capture) for capture in made]
     assert data == _reference(RecordEncoder(redactor), entries)[0]
+
+
+@_COMPILED
+def test_hashed_identifiers_are_hashed_in_c_and_an_escaped_one_is_left_to_python() -> None:
+    body = (
+        b'{"id":"r1","imp":[{"id":"1","banner":{"w":300,"h":250}}],'
+        b'"user":{"id":"%s"},"device":{"ip":"203.0.113.7","ifa":%s}}'
+    )
+    plain = body % (b"u-1", b"12345")
+    escaped = body % (b"u\\u00e9", b"12345")
+    redactor = Redactor("hash", b"test-key")
+    entries = [
+        EntryMaker()((1.0, HEADERS, each, 0.001, "v", (204, decode_bid_request(each), "x", None)))
+        for each in (plain, escaped)
+    ]
+    queue = _queued(entries)
+    assert queue.ring is not None
+    data, count = queue.ring.encode(2, 2**40, redactor.tree, 1, b"e", redactor.hash_key)
+    assert count == 1  # the escaped identifier's record is `pop`ped and encoded in Python
+    [line] = data.splitlines()
+    written = orjson.loads(line)["body"]
+    assert written["user"]["id"] == hmac.digest(b"test-key", b"u-1", "sha256").hex()
+    assert written["device"]["ip"] == hmac.digest(b"test-key", b"203.0.113.7", "sha256").hex()
+    assert written["device"]["ifa"] == hmac.digest(b"test-key", b"12345", "sha256").hex()
+    encoder = RecordEncoder(redactor)
+    assert data == encoder.encode(entries[0])
+    rest = encoder.encode(queue.ring.pop(Entry))
+    assert orjson.loads(rest)["body"]["user"]["id"] == redactor.hash("u\u00e9")
+
+
+@_COMPILED
+def test_a_hash_key_without_the_identifiers_tree_is_refused() -> None:
+    queue = _queued([])
+    assert queue.ring is not None
+    with pytest.raises(ValueError, match="needs the tree"):
+        queue.ring.encode(1, 2**40, None, 1, b"e", b"test-key")
 
 
 @_COMPILED
@@ -257,7 +295,7 @@ def test_the_compiled_encoder_lets_other_threads_run_while_it_writes() -> None:
     for capture in captures(2000):
         queue.put(capture)
     assert queue.ring is not None
-    tree = Redactor("drop").drop_tree
+    tree = Redactor("drop").tree
     steps = 0
     stop = threading.Event()
 

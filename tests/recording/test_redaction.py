@@ -255,9 +255,9 @@ def test_long_values_off_every_path_are_skipped_whole(
     body = formatted(document, indent)
     redactor = Redactor("drop")
     assert compiled is not None
-    assert redactor.drop_tree is not None
+    assert redactor.tree is not None
     # The scanner itself, not `redact`, which would hide a scan given up behind decoding.
-    scanned = compiled.without_identifiers(body, redactor.drop_tree)
+    scanned = compiled.without_identifiers(body, redactor.tree)
     decoded = redactor.redact(body)
     assert scanned is not None
     assert decoded is not None
@@ -296,7 +296,7 @@ def test_the_scanner_stays_within_any_bytes(data: st.DataObject) -> None:
     noise = data.draw(st.binary(max_size=8))
     at = data.draw(st.integers(0, cut))
     mutated = body[:at] + noise + body[at:cut]
-    tree = Redactor("drop").drop_tree
+    tree = Redactor("drop").tree
     assert tree is not None
     assert compiled is not None
     for hashing in (False, True):
@@ -353,3 +353,22 @@ def test_the_scanner_takes_only_its_own_tree() -> None:
 )
 def test_the_scanner_is_built_where_a_compiler_is() -> None:
     assert compiled is not None, "setup.py builds it: pip install -e . (make dev)"
+
+
+@_SCANNER
+@given(key=st.binary(max_size=200), message=st.binary(max_size=300))
+@settings(max_examples=500)
+def test_the_compiled_hmac_is_the_standard_librarys(key: bytes, message: bytes) -> None:
+    """Keys shorter and longer than SHA-256's block (a long one is hashed first), messages
+    across every padding boundary."""
+    assert compiled is not None
+    assert compiled.hmac_sha256(key, message) == hmac.digest(key, message, "sha256")
+
+
+@_SCANNER
+@pytest.mark.parametrize("length", [0, 55, 56, 63, 64, 65, 119, 120, 128])
+def test_the_compiled_hmac_at_each_padding_boundary(length: int) -> None:
+    assert compiled is not None
+    message = bytes(range(256))[:length]
+    for key in (b"", b"k" * 64, b"k" * 65):
+        assert compiled.hmac_sha256(key, message) == hmac.digest(key, message, "sha256")

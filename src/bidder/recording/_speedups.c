@@ -611,6 +611,142 @@ static PyObject *scanner_tree(PyObject *module, PyObject *nodes) {
     return (PyObject *)tree;
 }
 
+/* ---- HMAC-SHA256 ----------------------------------------------------------------------
+
+   What `hash` mode writes for an identifier: the hex HMAC-SHA256 (RFC 2104 over FIPS 180-4's
+   SHA-256) of its text, as `hmac.digest(key, text, "sha256")` computes it, here so that the
+   writer hashes without the GIL. The key's two padded blocks are compressed once
+   (`hmac_key`); each identifier then costs two compressions. */
+
+static const uint32_t sha256_round[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2};
+static const uint32_t sha256_initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                           0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+#define ROTATE_RIGHT(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha256_compress(uint32_t state[8], const unsigned char block[64]) {
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++) {
+        w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 |
+               (uint32_t)block[4 * i + 2] << 8 | (uint32_t)block[4 * i + 3];
+    }
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROTATE_RIGHT(w[i - 15], 7) ^ ROTATE_RIGHT(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROTATE_RIGHT(w[i - 2], 17) ^ ROTATE_RIGHT(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+    uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = h + (ROTATE_RIGHT(e, 6) ^ ROTATE_RIGHT(e, 11) ^ ROTATE_RIGHT(e, 25)) +
+                      ((e & f) ^ (~e & g)) + sha256_round[i] + w[i];
+        uint32_t t2 = (ROTATE_RIGHT(a, 2) ^ ROTATE_RIGHT(a, 13) ^ ROTATE_RIGHT(a, 22)) +
+                      ((a & b) ^ (a & c) ^ (b & c));
+        h = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
+    }
+    state[0] += a;
+    state[1] += b;
+    state[2] += c;
+    state[3] += d;
+    state[4] += e;
+    state[5] += f;
+    state[6] += g;
+    state[7] += h;
+}
+
+/* The SHA-256 digest of `prefix` bytes already compressed into `state` followed by
+   `message`: its blocks, then the last with the padding and the length in bits. */
+static void sha256_finish(uint32_t state[8], uint64_t prefix, const unsigned char *message,
+                          Py_ssize_t length, unsigned char digest[32]) {
+    uint64_t bits = (prefix + (uint64_t)length) * 8;
+    for (; length >= 64; message += 64, length -= 64) {
+        sha256_compress(state, message);
+    }
+    unsigned char last[128] = {0};
+    memcpy(last, message, (size_t)length);
+    last[length] = 0x80;
+    int blocks = length < 56 ? 1 : 2;
+    for (int i = 0; i < 8; i++) {
+        last[64 * blocks - 1 - i] = (unsigned char)(bits >> (8 * i));
+    }
+    for (int i = 0; i < blocks; i++) {
+        sha256_compress(state, last + 64 * i);
+    }
+    for (int i = 0; i < 8; i++) {
+        digest[4 * i] = (unsigned char)(state[i] >> 24);
+        digest[4 * i + 1] = (unsigned char)(state[i] >> 16);
+        digest[4 * i + 2] = (unsigned char)(state[i] >> 8);
+        digest[4 * i + 3] = (unsigned char)state[i];
+    }
+}
+
+/* A key's inner and outer states: SHA-256 after its block XORed with 0x36, and with 0x5c. */
+typedef struct {
+    uint32_t inner[8], outer[8];
+} HmacKey;
+
+static void hmac_key(HmacKey *key, const unsigned char *secret, Py_ssize_t length) {
+    unsigned char block[64] = {0};
+    if (length > 64) {
+        uint32_t state[8];
+        memcpy(state, sha256_initial, sizeof state);
+        sha256_finish(state, 0, secret, length, block);
+    } else {
+        memcpy(block, secret, (size_t)length);
+    }
+    unsigned char inner[64], outer[64];
+    for (int i = 0; i < 64; i++) {
+        inner[i] = block[i] ^ 0x36;
+        outer[i] = block[i] ^ 0x5c;
+    }
+    memcpy(key->inner, sha256_initial, sizeof key->inner);
+    memcpy(key->outer, sha256_initial, sizeof key->outer);
+    sha256_compress(key->inner, inner);
+    sha256_compress(key->outer, outer);
+}
+
+static void hmac_sha256(const HmacKey *key, const unsigned char *message, Py_ssize_t length,
+                        unsigned char digest[32]) {
+    uint32_t state[8];
+    unsigned char inner[32];
+    memcpy(state, key->inner, sizeof state);
+    sha256_finish(state, 64, message, length, inner);
+    memcpy(state, key->outer, sizeof state);
+    sha256_finish(state, 64, inner, 32, digest);
+}
+
+static PyObject *hmac_sha256_digest(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer secret, message;
+    if (!PyArg_ParseTuple(args, "y*y*", &secret, &message)) {
+        return NULL;
+    }
+    HmacKey key;
+    unsigned char digest[32];
+    hmac_key(&key, secret.buf, secret.len);
+    hmac_sha256(&key, message.buf, message.len, digest);
+    PyBuffer_Release(&secret);
+    PyBuffer_Release(&message);
+    return PyBytes_FromStringAndSize((const char *)digest, 32);
+}
+
 /* ---- Redaction ----------------------------------------------------------------------- */
 
 static PyObject *identifier_edits(PyObject *module, PyObject *args) {
@@ -653,21 +789,54 @@ static char *copy_on_one_line(char *to, const char *from, Py_ssize_t length) {
     return to + length;
 }
 
-/* The size of the scanned body once its edits (removals and nulls: `drop` mode) are made. */
-static Py_ssize_t dropped_size(const Scan *scan) {
+/* A hashed identifier as written: its hex digest between quotes. */
+#define HASHED_SIZE 66
+
+/* The size of the scanned body once its edits are made: removals and nulls (`drop` mode),
+   and digests in place of values (`hash` mode). */
+static Py_ssize_t edited_size(const Scan *scan) {
     Py_ssize_t size = scan->size;
     for (Py_ssize_t i = 0; i < scan->edit_count; i++) {
         size -= scan->edits[i].end - scan->edits[i].start;
         if (scan->edits[i].kind == EDIT_NULL) {
             size += 4;
+        } else if (scan->edits[i].kind == EDIT_HASH_STRING ||
+                   scan->edits[i].kind == EDIT_HASH_NUMBER) {
+            size += HASHED_SIZE;
         }
     }
     return size;
 }
 
-/* Writes the scanned body with its edits made, on one line; returns the end of what it
-   wrote. */
-static char *write_dropped(char *to, const Scan *scan) {
+/* Whether every string to hash is its own text between quotes (no escape to decode). */
+static int hashes_plain_strings(const Scan *scan) {
+    for (Py_ssize_t i = 0; i < scan->edit_count; i++) {
+        Edit edit = scan->edits[i];
+        if (edit.kind == EDIT_HASH_STRING &&
+            memchr(scan->text + edit.start, '\\', (size_t)(edit.end - edit.start)) != NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static char *put_hashed(char *to, const HmacKey *key, const char *text, Py_ssize_t length) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char digest[32];
+    hmac_sha256(key, (const unsigned char *)text, length, digest);
+    *to++ = '"';
+    for (int i = 0; i < 32; i++) {
+        *to++ = hex[digest[i] >> 4];
+        *to++ = hex[digest[i] & 15];
+    }
+    *to++ = '"';
+    return to;
+}
+
+/* Writes the scanned body with its edits made, on one line, its identifiers hashed under
+   `key` (NULL when the scan was for `drop`, which has no hash edits); returns the end of
+   what it wrote. A string to hash is its text between quotes (`hashes_plain_strings`). */
+static char *write_edited(char *to, const Scan *scan, const HmacKey *key) {
     static const char null[] = "null";
     Py_ssize_t at = 0;
     for (Py_ssize_t i = 0; i < scan->edit_count; i++) {
@@ -675,6 +844,10 @@ static char *write_dropped(char *to, const Scan *scan) {
         to = copy_on_one_line(to, scan->text + at, edit.start - at);
         if (edit.kind == EDIT_NULL) {
             to = copy_on_one_line(to, null, 4);
+        } else if (edit.kind == EDIT_HASH_STRING) {
+            to = put_hashed(to, key, scan->text + edit.start + 1, edit.end - edit.start - 2);
+        } else if (edit.kind == EDIT_HASH_NUMBER) {
+            to = put_hashed(to, key, scan->text + edit.start, edit.end - edit.start);
         }
         at = edit.end;
     }
@@ -696,9 +869,9 @@ static PyObject *without_identifiers(PyObject *module, PyObject *args) {
     } else if (scanned < 0) {
         PyErr_NoMemory();
     } else {
-        answer = PyBytes_FromStringAndSize(NULL, dropped_size(&scan));
+        answer = PyBytes_FromStringAndSize(NULL, edited_size(&scan));
         if (answer != NULL) {
-            write_dropped(PyBytes_AS_STRING(answer), &scan);
+            write_edited(PyBytes_AS_STRING(answer), &scan, NULL);
         }
     }
     PyMem_RawFree(scan.edits);
@@ -931,6 +1104,7 @@ static PyObject *field_of(const Layout *layout, PyObject *entry, int field) {
 
 typedef struct {
     const Tree *tree;  /* NULL: identifiers kept */
+    const HmacKey *hash_key;  /* NULL: identifiers dropped (with a tree) */
     long version;
     const char *error_reason;
     Py_ssize_t error_reason_length;
@@ -974,11 +1148,15 @@ static int write_record(Encoding *encoding, const Parts *read, Output *out) {
     Scan *scan = &encoding->scan;
     Py_ssize_t body_size = body_length;
     if (encoding->tree != NULL) {
-        int scanned = scan_body(scan, body, body_length, encoding->tree, 0);
+        int scanned = scan_body(scan, body, body_length, encoding->tree,
+                                encoding->hash_key != NULL);
         if (scanned <= 0) {
             return scanned;
         }
-        body_size = dropped_size(scan);
+        if (encoding->hash_key != NULL && !hashes_plain_strings(scan)) {
+            return 0;
+        }
+        body_size = edited_size(scan);
     }
     const char *outcome_text;
     if (read->status >= 400) {
@@ -1013,7 +1191,7 @@ static int write_record(Encoding *encoding, const Parts *read, Output *out) {
     to = put(to, read->part[PART_HEADERS], read->length[PART_HEADERS]);
     to = PUT_LITERAL(to, ",\"body\":");
     if (encoding->tree != NULL) {
-        to = write_dropped(to, scan);
+        to = write_edited(to, scan, encoding->hash_key);
     } else {
         to = copy_on_one_line(to, body, body_length);
     }
@@ -1286,28 +1464,41 @@ static void lock_consumer(Ring *ring) {
     Py_END_ALLOW_THREADS
 }
 
-/* encode(limit, room, tree, version, error_reason) -> (bytes, int)
+/* encode(limit, room, tree, version, error_reason, hash_key=None) -> (bytes, int)
 
    Up to `limit` of the oldest records as lines, `record.py`'s `RecordEncoder.encode`'s,
    byte for byte, joined, and how many: it stops after the line that fills `room` bytes,
    or before a record it leaves to `RecordEncoder` (`pop` takes that one): one not decoded
    by the bid path, with an empty or non-UTF-8 body, a body the scanner does not handle, a
-   string that JSON would escape, a negative, infinite or huge time. `tree` None keeps the
-   body's identifiers, a tree drops them (the `hash` mode is `RecordEncoder`'s alone). The
-   whole pass runs with the GIL let go. */
+   string that JSON would escape, a negative, infinite or huge time, an identifier to hash
+   written with an escape. `tree` None keeps the body's identifiers, a tree drops them, or
+   with `hash_key` hashes them (HMAC-SHA256 under it, in hex). The whole pass runs with the
+   GIL let go. */
 static PyObject *ring_encode(Ring *ring, PyObject *args) {
     PyObject *tree;
     Py_ssize_t limit, room;
     Encoding encoding = {0};
-    if (!PyArg_ParseTuple(args, "nnOly#", &limit, &room, &tree, &encoding.version,
-                          &encoding.error_reason, &encoding.error_reason_length)) {
+    const char *secret = NULL;
+    Py_ssize_t secret_length = 0;
+    if (!PyArg_ParseTuple(args, "nnOly#|z#", &limit, &room, &tree, &encoding.version,
+                          &encoding.error_reason, &encoding.error_reason_length, &secret,
+                          &secret_length)) {
         return NULL;
     }
     if (tree != Py_None && !Py_IS_TYPE(tree, &TreeType)) {
         PyErr_SetString(PyExc_TypeError, "tree must be a ScannerTree or None");
         return NULL;
     }
+    if (secret != NULL && tree == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "a hash key needs the tree of the identifiers");
+        return NULL;
+    }
     encoding.tree = tree == Py_None ? NULL : (const Tree *)tree;
+    HmacKey hash_key;
+    if (secret != NULL) {
+        hmac_key(&hash_key, (const unsigned char *)secret, secret_length);
+        encoding.hash_key = &hash_key;
+    }
     Output out = {NULL, 0, 0};
     /* A pass's lines are mostly a few hundred kilobytes: no growing by small steps. */
     if (reserve(&out, 64 * 1024) < 0) {
@@ -1464,7 +1655,7 @@ done:
 
 static PyMethodDef ring_methods[] = {
     {"encode", (PyCFunction)ring_encode, METH_VARARGS,
-     "encode(limit, room, tree, version, error_reason) -> (bytes, int)"},
+     "encode(limit, room, tree, version, error_reason, hash_key=None) -> (bytes, int)"},
     {"pop", (PyCFunction)ring_pop, METH_O, "pop(entry_type) -> Entry | None"},
     {"put", (PyCFunction)ring_put_entry, METH_O, "put(entry) -> bool"},
     {NULL, NULL, 0, NULL},
@@ -1852,6 +2043,7 @@ static PyMethodDef methods[] = {
      "identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None"},
     {"without_identifiers", without_identifiers, METH_VARARGS,
      "without_identifiers(body, tree) -> bytes | None"},
+    {"hmac_sha256", hmac_sha256_digest, METH_VARARGS, "hmac_sha256(key, message) -> bytes"},
     {"enqueue", (PyCFunction)(void (*)(void))enqueue, METH_FASTCALL,
      "enqueue(ring, slow_put, names, gzip_names, encode_number, capture) -> None"},
     {NULL, NULL, 0, NULL},

@@ -199,8 +199,10 @@ class RecordEncoder:
         self.redactor = redactor
         self._encode = msgspec.json.Encoder().encode
         self._id_decoder = msgspec.json.Decoder(_WithId)
-        # The compiled encoder keeps identifiers (no tree) or drops them; hashing is done here.
-        self._tree: ScannerTree | None = None if redactor is None else redactor.drop_tree
+        # The compiled encoder keeps identifiers (no tree), drops them, or hashes them under
+        # the key; without the compiled scanner, every record is encoded here.
+        self._tree: ScannerTree | None = None if redactor is None else redactor.tree
+        self._hash_key = None if redactor is None else redactor.hash_key
         self._compiled = redactor is None or self._tree is not None
 
     def encode_queued(
@@ -220,7 +222,12 @@ class RecordEncoder:
         while taken < limit and size < room:
             if ring is not None:
                 data, count = ring.encode(
-                    limit - taken, room - size, self._tree, RECORD_VERSION, _ERROR_REASON
+                    limit - taken,
+                    room - size,
+                    self._tree,
+                    RECORD_VERSION,
+                    _ERROR_REASON,
+                    self._hash_key,
                 )
                 if count:
                     parts.append(data)

@@ -171,10 +171,15 @@ class Redactor:
         self._encoder = msgspec.json.Encoder()
 
     @property
-    def drop_tree(self) -> ScannerTree | None:
-        """When identifiers are dropped and the compiled scanner follows their paths, its
-        tree, with which the compiled record encoder redacts bodies itself."""
-        return self._tree if self.mode == "drop" else None
+    def tree(self) -> ScannerTree | None:
+        """When the compiled scanner follows the identifiers' paths, its tree, with which the
+        compiled record encoder redacts bodies itself (hashing under `hash_key`)."""
+        return self._tree
+
+    @property
+    def hash_key(self) -> bytes | None:
+        """The HMAC key in `hash` mode; None when identifiers are dropped."""
+        return self._key if self.mode == "hash" else None
 
     def redact(self, body: bytes, *, valid: bool = False) -> bytes | None:
         """`body` without its identifiers, on one line; None when it is not a JSON object

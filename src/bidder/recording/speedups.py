@@ -34,7 +34,13 @@ class RecordRing(Protocol):
     def pop(self, entry_type: type[Any]) -> Any: ...
 
     def encode(
-        self, limit: int, room: int, tree: ScannerTree | None, version: int, error_reason: bytes
+        self,
+        limit: int,
+        room: int,
+        tree: ScannerTree | None,
+        version: int,
+        error_reason: bytes,
+        hash_key: bytes | None = None,
     ) -> tuple[bytes, int]: ...
 
 
@@ -50,6 +56,8 @@ class Speedups(Protocol):
     def identifier_edits(self, body: bytes, tree: ScannerTree, hashing: bool) -> Edits | None: ...
 
     def without_identifiers(self, body: bytes, tree: ScannerTree) -> bytes | None: ...
+
+    def hmac_sha256(self, key: bytes, message: bytes) -> bytes: ...
 
     def RecordRing(  # noqa: N802 (the compiled type)
         self, capacity_bytes: int, max_records: int, wake: Callable[[], None]
