@@ -7,8 +7,11 @@
        `body` with every identifier that is not null removed, on one line (line breaks
        between tokens become spaces): the `drop` mode, done here whole.
    identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None
-       The edits that remove or hash them, for Python to apply (the `hash` mode: the
-       keyed hash is Python's).
+       The edits that remove or hash them, for Python to apply (the `hash` mode of a body
+       the record writer leaves to Python).
+   hmac_sha256(key, message) -> bytes
+       The HMAC-SHA256 digest with which the record writer hashes identifiers itself
+       (`RecordRing.encode` with a hash key); exposed to be checked against `hmac`'s.
 
    scanner_tree(nodes) -> ScannerTree
        The identifier paths compiled by `redaction.py`, checked and laid out for the
