@@ -9,7 +9,7 @@
    identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None
        The edits that remove or hash them, for Python to apply (the `hash` mode of a body
        the record writer leaves to Python).
-   hmac_sha256(key, message) -> bytes
+   hmac_sha256(key, message, portable=False) -> bytes
        The HMAC-SHA256 digest with which the record writer hashes identifiers itself
        (`RecordRing.encode` with a hash key); exposed to be checked against `hmac`'s.
 
@@ -637,7 +637,7 @@ static const uint32_t sha256_initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0
 
 #define ROTATE_RIGHT(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
-static void sha256_compress(uint32_t state[8], const unsigned char block[64]) {
+static void sha256_compress_portable(uint32_t state[8], const unsigned char block[64]) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++) {
         w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 |
@@ -674,13 +674,71 @@ static void sha256_compress(uint32_t state[8], const unsigned char block[64]) {
     state[7] += h;
 }
 
+typedef void (*Sha256Compress)(uint32_t state[8], const unsigned char block[64]);
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+/* The same compression with the CPU's SHA instructions (SHA-NI, on x86-64 since Goldmont
+   and Zen), four to five times faster: the state is kept as the instructions want it, two
+   registers of lanes (A, B, E, F) and (C, D, G, H); each instruction does two rounds. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_compress_ni(
+    uint32_t state[8], const unsigned char block[64]) {
+    const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i dcba = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[0]), 0xB1);
+    __m128i hgfe = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[4]), 0x1B);
+    __m128i abef = _mm_alignr_epi8(dcba, hgfe, 8);
+    __m128i cdgh = _mm_blend_epi16(hgfe, dcba, 0xF0);
+    const __m128i abef_before = abef, cdgh_before = cdgh;
+    __m128i w[16];
+    for (int g = 0; g < 4; g++) {
+        w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * g)), byte_swap);
+    }
+    for (int g = 4; g < 16; g++) {
+        __m128i sum = _mm_add_epi32(_mm_sha256msg1_epu32(w[g - 4], w[g - 3]),
+                                    _mm_alignr_epi8(w[g - 1], w[g - 2], 4));
+        w[g] = _mm_sha256msg2_epu32(sum, w[g - 1]);
+    }
+    for (int g = 0; g < 16; g++) {
+        __m128i words =
+            _mm_add_epi32(w[g], _mm_loadu_si128((const __m128i *)&sha256_round[4 * g]));
+        cdgh = _mm_sha256rnds2_epu32(cdgh, abef, words);
+        abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(words, 0x0E));
+    }
+    abef = _mm_add_epi32(abef, abef_before);
+    cdgh = _mm_add_epi32(cdgh, cdgh_before);
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    _mm_storeu_si128((__m128i *)&state[0], _mm_blend_epi16(feba, dchg, 0xF0));
+    _mm_storeu_si128((__m128i *)&state[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+static Sha256Compress fastest_compress(void) {
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3)) {
+        return sha256_compress_portable;
+    }
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & bit_SHA)) {
+        return sha256_compress_portable;
+    }
+    return sha256_compress_ni;
+}
+#else
+static Sha256Compress fastest_compress(void) { return sha256_compress_portable; }
+#endif
+
+/* The fastest compression this CPU has, chosen as the module loads. */
+static Sha256Compress sha256_compress = sha256_compress_portable;
+
 /* The SHA-256 digest of `prefix` bytes already compressed into `state` followed by
    `message`: its blocks, then the last with the padding and the length in bits. */
-static void sha256_finish(uint32_t state[8], uint64_t prefix, const unsigned char *message,
-                          Py_ssize_t length, unsigned char digest[32]) {
+static void sha256_finish(Sha256Compress compress, uint32_t state[8], uint64_t prefix,
+                          const unsigned char *message, Py_ssize_t length,
+                          unsigned char digest[32]) {
     uint64_t bits = (prefix + (uint64_t)length) * 8;
     for (; length >= 64; message += 64, length -= 64) {
-        sha256_compress(state, message);
+        compress(state, message);
     }
     unsigned char last[128] = {0};
     memcpy(last, message, (size_t)length);
@@ -690,7 +748,7 @@ static void sha256_finish(uint32_t state[8], uint64_t prefix, const unsigned cha
         last[64 * blocks - 1 - i] = (unsigned char)(bits >> (8 * i));
     }
     for (int i = 0; i < blocks; i++) {
-        sha256_compress(state, last + 64 * i);
+        compress(state, last + 64 * i);
     }
     for (int i = 0; i < 8; i++) {
         digest[4 * i] = (unsigned char)(state[i] >> 24);
@@ -700,17 +758,21 @@ static void sha256_finish(uint32_t state[8], uint64_t prefix, const unsigned cha
     }
 }
 
-/* A key's inner and outer states: SHA-256 after its block XORed with 0x36, and with 0x5c. */
+/* A key's inner and outer states (SHA-256 after its block XORed with 0x36, and with 0x5c)
+   and the compression its hashes use. */
 typedef struct {
     uint32_t inner[8], outer[8];
+    Sha256Compress compress;
 } HmacKey;
 
-static void hmac_key(HmacKey *key, const unsigned char *secret, Py_ssize_t length) {
+static void hmac_key(HmacKey *key, const unsigned char *secret, Py_ssize_t length,
+                     Sha256Compress compress) {
     unsigned char block[64] = {0};
+    key->compress = compress;
     if (length > 64) {
         uint32_t state[8];
         memcpy(state, sha256_initial, sizeof state);
-        sha256_finish(state, 0, secret, length, block);
+        sha256_finish(compress, state, 0, secret, length, block);
     } else {
         memcpy(block, secret, (size_t)length);
     }
@@ -721,8 +783,8 @@ static void hmac_key(HmacKey *key, const unsigned char *secret, Py_ssize_t lengt
     }
     memcpy(key->inner, sha256_initial, sizeof key->inner);
     memcpy(key->outer, sha256_initial, sizeof key->outer);
-    sha256_compress(key->inner, inner);
-    sha256_compress(key->outer, outer);
+    compress(key->inner, inner);
+    compress(key->outer, outer);
 }
 
 static void hmac_sha256(const HmacKey *key, const unsigned char *message, Py_ssize_t length,
@@ -730,20 +792,24 @@ static void hmac_sha256(const HmacKey *key, const unsigned char *message, Py_ssi
     uint32_t state[8];
     unsigned char inner[32];
     memcpy(state, key->inner, sizeof state);
-    sha256_finish(state, 64, message, length, inner);
+    sha256_finish(key->compress, state, 64, message, length, inner);
     memcpy(state, key->outer, sizeof state);
-    sha256_finish(state, 64, inner, 32, digest);
+    sha256_finish(key->compress, state, 64, inner, 32, digest);
 }
 
+/* hmac_sha256(key, message, portable=False): `portable` forces the compression written in
+   plain C where the CPU's is used, so that tests check both. */
 static PyObject *hmac_sha256_digest(PyObject *module, PyObject *args) {
     (void)module;
     Py_buffer secret, message;
-    if (!PyArg_ParseTuple(args, "y*y*", &secret, &message)) {
+    int portable = 0;
+    if (!PyArg_ParseTuple(args, "y*y*|p", &secret, &message, &portable)) {
         return NULL;
     }
     HmacKey key;
     unsigned char digest[32];
-    hmac_key(&key, secret.buf, secret.len);
+    hmac_key(&key, secret.buf, secret.len,
+             portable ? sha256_compress_portable : sha256_compress);
     hmac_sha256(&key, message.buf, message.len, digest);
     PyBuffer_Release(&secret);
     PyBuffer_Release(&message);
@@ -1499,7 +1565,7 @@ static PyObject *ring_encode(Ring *ring, PyObject *args) {
     encoding.tree = tree == Py_None ? NULL : (const Tree *)tree;
     HmacKey hash_key;
     if (secret != NULL) {
-        hmac_key(&hash_key, (const unsigned char *)secret, secret_length);
+        hmac_key(&hash_key, (const unsigned char *)secret, secret_length, sha256_compress);
         encoding.hash_key = &hash_key;
     }
     Output out = {NULL, 0, 0};
@@ -2046,7 +2112,8 @@ static PyMethodDef methods[] = {
      "identifier_edits(body, tree, hashing) -> list[tuple[int, int, int]] | None"},
     {"without_identifiers", without_identifiers, METH_VARARGS,
      "without_identifiers(body, tree) -> bytes | None"},
-    {"hmac_sha256", hmac_sha256_digest, METH_VARARGS, "hmac_sha256(key, message) -> bytes"},
+    {"hmac_sha256", hmac_sha256_digest, METH_VARARGS,
+     "hmac_sha256(key, message, portable=False) -> bytes"},
     {"enqueue", (PyCFunction)(void (*)(void))enqueue, METH_FASTCALL,
      "enqueue(ring, slow_put, names, gzip_names, encode_number, capture) -> None"},
     {NULL, NULL, 0, NULL},
@@ -2062,6 +2129,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     fill_tables();
+    sha256_compress = fastest_compress();
     for (int i = 0; i < FIELD_COUNT; i++) {
         if (field_names[i] == NULL && (field_names[i] = PyUnicode_InternFromString(field_texts[i])) == NULL) {
             return NULL;
