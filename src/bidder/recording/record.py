@@ -215,8 +215,8 @@ class RecordEncoder:
         fraction of its time and with the GIL let go, from the queue's ring; it leaves to
         `encode`, one at a time, a body the bid path did not decode, a string JSON would
         escape, an identifier to hash written with an escape, and every record without the
-        module. A record that cannot
-        be encoded is left out, `on_error` called while its exception is handled."""
+        module. A record that cannot be encoded is left out, `on_error` called while its
+        exception is handled."""
         ring = queue.ring if self._compiled else None
         parts: list[bytes] = []
         size = taken = written = 0
