@@ -54,17 +54,21 @@ def two_workers(metrics_dir: Path, **env: str) -> Iterator[str]:
     assert process.returncode == 0, output
 
 
-def scrape_until(url: str, name: str, value: float, seconds: float = 60) -> str:
-    """/metrics once `name` reads `value` (each worker folds its counts in every second)."""
+def scrape_until(url: str, expected: dict[str, float], seconds: float = 60) -> str:
+    """/metrics once every series in `expected` reads its value.
+
+    Each worker folds its counts in every second, one metric per turn of its event loop,
+    so a scrape between two folds can see a request in one series and not yet in the
+    next: the series are waited for together, not read one after the other."""
     deadline = time.monotonic() + seconds
     text = ""
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.TransportError, AssertionError):
             text = httpx.get(url, timeout=5).text
-            if sample(text, name) == value:
+            if all(sample(text, name) == value for name, value in expected.items()):
                 return text
         time.sleep(0.1)
-    raise AssertionError(f"{name} did not reach {value} at {url}:\n{text}")
+    raise AssertionError(f"{expected} not all reached at {url}:\n{text}")
 
 
 def bid_from_both_workers(url: str) -> None:
@@ -82,10 +86,15 @@ def test_two_workers_share_their_metrics(tmp_path: Path) -> None:
     metrics_dir.mkdir()
     (metrics_dir / "counter_stale.db").write_bytes(b"left by an earlier run")
     with two_workers(metrics_dir) as url:
-        scrape_until(f"{url}/metrics", "bidder_ready", 2)
+        scrape_until(f"{url}/metrics", {"bidder_ready": 2})
         bid_from_both_workers(url)
-        text = scrape_until(f"{url}/metrics", "bidder_request_duration_seconds_count", REQUESTS)
-        assert sample(text, 'bidder_requests_total{outcome="bid"}') == REQUESTS
+        scrape_until(
+            f"{url}/metrics",
+            {
+                "bidder_request_duration_seconds_count": REQUESTS,
+                'bidder_requests_total{outcome="bid"}': REQUESTS,
+            },
+        )
     assert not (metrics_dir / "counter_stale.db").exists()
 
 
@@ -93,12 +102,17 @@ def test_the_supervisor_serves_the_sum_on_the_metrics_port(tmp_path: Path) -> No
     metrics_port = free_port()
     scrape = f"http://127.0.0.1:{metrics_port}/metrics"
     with two_workers(tmp_path, BIDDER_METRICS_PORT=str(metrics_port)) as url:
-        scrape_until(scrape, "bidder_ready", 2)
+        scrape_until(scrape, {"bidder_ready": 2})
         bid_from_both_workers(url)
         assert httpx.get(f"{url}/metrics", timeout=5).status_code == 404
-        text = scrape_until(scrape, "bidder_request_duration_seconds_count", REQUESTS)
-        assert sample(text, "bidder_bid_price_count") == REQUESTS
-        assert sample(text, 'bidder_impressions_total{decision="bid"}') == REQUESTS
+        text = scrape_until(
+            scrape,
+            {
+                "bidder_request_duration_seconds_count": REQUESTS,
+                "bidder_bid_price_count": REQUESTS,
+                'bidder_impressions_total{decision="bid"}': REQUESTS,
+            },
+        )
         assert sample(text, "bidder_shed_requests_total") == 0
         assert sample(text, "bidder_in_flight_requests") == 0
         # CPU and memory of both workers, summed; the build and model once, not per worker.
