@@ -9,7 +9,9 @@ compression and file writes, measured as process CPU time per record (the median
 (the answer's part of it encoded on the way), is measured beside it, in a queue emptied
 between rounds so that its memory is reused as in a running bidder, for requests
 declined as a whole and for requests whose impressions were each decided (the bid verdict,
-one decision per impression: the longer answer to encode).
+one decision per impression: the longer answer to encode). Last, the `drop` mode's scan of
+a body for its identifiers and its copy without them (`without_identifiers`), alone, with
+the CPU's widest blocks and with SSE2's (`portable`), side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bidder.openrtb import decode_bid_request
 from bidder.recording import Capture
 from bidder.recording.record import RecordEncoder
 from bidder.recording.redaction import Redactor
+from bidder.recording.speedups import compiled
 from bidder.recording.writer import CaptureQueue, RecordWriter, WriterPolicy
 from bidder.telemetry import Metrics
 from bidder.traffic.synthetic import generate_bid_requests
@@ -110,6 +113,19 @@ def put_cost(made: list[Capture], rounds: int = 50) -> float:
     return elapsed / (len(made) * rounds) * 1e6
 
 
+def scan_cost(bodies: list[bytes], portable: bool, rounds: int = 20) -> float:
+    """Microseconds to scan a body and copy it without its identifiers (`drop`)."""
+    assert compiled is not None
+    tree = Redactor("drop").tree
+    assert tree is not None
+    scan = compiled.without_identifiers
+    started = time.perf_counter()
+    for _ in range(rounds):
+        for body in bodies:
+            scan(body, tree, portable)
+    return (time.perf_counter() - started) / (len(bodies) * rounds) * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.recorder_bench")
     parser.add_argument("--records", type=int, default=2000)
@@ -126,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     for verdict, kind in (("declined", made), ("bid", bid_captures(args.records))):
         median = statistics.median(put_cost(kind) for _ in range(args.repeats))
         print(f"| {verdict} | {median:.2f} |")
+    if compiled is not None:
+        bodies = [capture[2] for capture in made]
+        print("\n| identifier scan (`drop`), blocks | us per body |\n|---|---:|")
+        for blocks, portable in (("widest", False), ("SSE2", True)):
+            median = statistics.median(scan_cost(bodies, portable) for _ in range(args.repeats))
+            print(f"| {blocks} | {median:.3f} |")
     return 0
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from bidder.recording.speedups import compiled
 from loadtests import recorder_bench
 
 
-def test_the_microbenchmark_reports_every_mode_and_both_hand_offs(
+def test_the_microbenchmark_reports_every_mode_both_hand_offs_and_both_scans(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert recorder_bench.main(["--records", "40", "--repeats", "1"]) == 0
@@ -16,7 +17,8 @@ def test_the_microbenchmark_reports_every_mode_and_both_hand_offs(
         for line in capsys.readouterr().out.splitlines()
         if line.startswith("| ") and line.split("|")[2].strip()[:1].isdigit()
     }
-    assert rows.keys() == {"keep", "drop", "hash", "declined", "bid"}
+    scans = {"widest", "SSE2"} if compiled is not None else set()
+    assert rows.keys() == {"keep", "drop", "hash", "declined", "bid", *scans}
     assert all(cost > 0 for cost in rows.values())
 
 
