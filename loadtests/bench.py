@@ -562,23 +562,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def selected(
+    parser: argparse.ArgumentParser, servers: str, variants: list[str]
+) -> tuple[Lineup, list[str]]:
+    """The lineup with `--variant`'s servers added, and the names of the servers to measure:
+    `--servers` (comma-separated, aliases resolved), then the variants. A variant or a
+    server it cannot make is the command's usage error (exit 2, the reason named)."""
+    lineup = Lineup(SERVERS, RATIOS)
+    for spec in variants:
+        try:
+            lineup = with_variant(lineup, spec)
+        except ValueError as exc:
+            parser.error(str(exc))
+    names = [ALIASES.get(n.strip(), n.strip()) for n in servers.split(",") if n.strip()]
+    names += [name for name in lineup.servers if name not in SERVERS and name not in names]
+    unknown = sorted(set(names) - set(lineup.servers))
+    if unknown:
+        parser.error(f"unknown servers {unknown}; known: {', '.join(lineup.servers)}")
+    return lineup, names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.serve_fixed is not None:
         serve_fixed(args.serve_fixed)
         return 0
-    lineup = Lineup(SERVERS, RATIOS)
-    for spec in args.variant:
-        try:
-            lineup = with_variant(lineup, spec)
-        except ValueError as exc:
-            parser.error(str(exc))
-    names = [ALIASES.get(n.strip(), n.strip()) for n in args.servers.split(",") if n.strip()]
-    names += [name for name in lineup.servers if name not in SERVERS and name not in names]
-    unknown = sorted(set(names) - set(lineup.servers))
-    if unknown:
-        parser.error(f"unknown servers {unknown}; known: {', '.join(lineup.servers)}")
+    lineup, names = selected(parser, args.servers, args.variant)
     servers = {name: lineup.servers[name] for name in names}
     if args.instances < 1 or (args.instances > 1 and not args.interleave):
         parser.error("--instances takes a number from 1, and more than 1 only with --interleave")

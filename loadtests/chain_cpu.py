@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bidder.traffic.loadgen import Request, Target, run, run_closed_loop
-from loadtests.bench import RATIOS, SERVERS, Lineup, with_variant
+from loadtests.bench import selected
 from loadtests.harness import (
     HOST,
     Server,
@@ -202,17 +202,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    lineup = Lineup(SERVERS, RATIOS)
-    for spec in args.variant:
-        try:
-            lineup = with_variant(lineup, spec)
-        except ValueError as exc:
-            parser.error(str(exc))
-    names = [name.strip() for name in args.servers.split(",") if name.strip()]
-    names += [name for name in lineup.servers if name not in SERVERS and name not in names]
-    unknown = sorted(set(names) - set(lineup.servers))
-    if unknown:
-        parser.error(f"unknown servers {unknown}; known: {', '.join(lineup.servers)}")
+    lineup, names = selected(parser, args.servers, args.variant)
     if args.repeats < 1 or args.duration <= 0:
         parser.error("--repeats must be at least 1 and --duration above 0")
     requests = bid_requests(2000)
