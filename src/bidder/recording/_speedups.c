@@ -768,7 +768,6 @@ static void sha256_compress_portable(uint32_t state[8], const unsigned char bloc
 typedef void (*Sha256Compress)(uint32_t state[8], const unsigned char block[64]);
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
 #include <immintrin.h>
 
 /* The same compression with the CPU's SHA instructions (SHA-NI, on x86-64 since Goldmont
@@ -805,15 +804,13 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void sha256_compress_ni(
     _mm_storeu_si128((__m128i *)&state[4], _mm_alignr_epi8(dchg, feba, 8));
 }
 
+/* Asked as `fastest_skip_blocks` asks, of the compiler's own record of the CPU. */
 static Sha256Compress fastest_compress(void) {
-    unsigned int a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3)) {
-        return sha256_compress_portable;
-    }
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & bit_SHA)) {
-        return sha256_compress_portable;
-    }
-    return sha256_compress_ni;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
+                   __builtin_cpu_supports("ssse3")
+               ? sha256_compress_ni
+               : sha256_compress_portable;
 }
 #else
 static Sha256Compress fastest_compress(void) { return sha256_compress_portable; }
