@@ -76,9 +76,9 @@ def writer_cpu_per_record(made: list[Capture], redactor: Redactor | None) -> flo
     """Microseconds of CPU to write each capture, files included."""
     with tempfile.TemporaryDirectory(prefix="recorder-bench-") as directory:
         queue = CaptureQueue(len(made), QUEUE_BYTES)
-        rotation = WriterPolicy(max_bytes=1 << 28, max_seconds=3600.0, flush_seconds=1.0)
+        policy = WriterPolicy(max_bytes=1 << 28, max_seconds=3600.0, flush_seconds=1.0)
         metrics = Metrics(CollectorRegistry())
-        writer = RecordWriter(queue, Path(directory), RecordEncoder(redactor), rotation, metrics)
+        writer = RecordWriter(queue, Path(directory), RecordEncoder(redactor), policy, metrics)
         for capture in made:
             queue.put(capture)  # the bid path's share, measured in `put_cost`
         started = time.process_time()  # this thread waits in `stop`: the CPU is the writer's

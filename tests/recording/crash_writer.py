@@ -20,14 +20,14 @@ FLUSH_SECONDS = 0.05
 
 def main(directory: Path) -> None:
     queue = CaptureQueue(100_000, 1 << 28)
-    rotation = WriterPolicy(
+    policy = WriterPolicy(
         max_bytes=1 << 28,
         max_seconds=3600,
         flush_seconds=FLUSH_SECONDS,
         drain_seconds=FLUSH_SECONDS,
     )
     writer = RecordWriter(
-        queue, directory, RecordEncoder(None), rotation, Metrics(CollectorRegistry())
+        queue, directory, RecordEncoder(None), policy, Metrics(CollectorRegistry())
     )
     writer.start()
     for capture in captures(100):

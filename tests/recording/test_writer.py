@@ -34,11 +34,9 @@ from tests.recording.helpers import (
 LARGE = 1 << 28
 
 
-def writer_for(directory: Path, rotation: WriterPolicy, queue_size: int = 100_000) -> RecordWriter:
+def writer_for(directory: Path, policy: WriterPolicy, queue_size: int = 100_000) -> RecordWriter:
     queue = CaptureQueue(queue_size, LARGE)
-    return RecordWriter(
-        queue, directory, RecordEncoder(None), rotation, Metrics(CollectorRegistry())
-    )
+    return RecordWriter(queue, directory, RecordEncoder(None), policy, Metrics(CollectorRegistry()))
 
 
 def sent_ids(count: int, seed: int = 1) -> list[str]:
@@ -105,8 +103,8 @@ def test_names_sort_by_start_time_and_carry_pid_and_token(tmp_path: Path) -> Non
 
 
 def test_a_flush_makes_a_member_readable_while_the_file_is_open(tmp_path: Path) -> None:
-    rotation = WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=0.05)
-    writer = writer_for(tmp_path, rotation)
+    policy = WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=0.05)
+    writer = writer_for(tmp_path, policy)
     writer.start()
     for capture in captures(30):
         writer.queue.put(capture)
@@ -236,8 +234,8 @@ def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path, hand_off:
     assert queue.dropped == 2
     assert taken(queue) == [EntryMaker()(capture) for capture in made[:3]]
     metrics = Metrics(CollectorRegistry())
-    rotation = WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=1)
-    writer = RecordWriter(queue, tmp_path, RecordEncoder(None), rotation, metrics)
+    policy = WriterPolicy(max_bytes=LARGE, max_seconds=3600, flush_seconds=1)
+    writer = RecordWriter(queue, tmp_path, RecordEncoder(None), policy, metrics)
     writer.start()
     queue.put(made[3])
     assert writer.stop(timeout=30)
