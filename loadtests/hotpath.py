@@ -37,7 +37,7 @@ from typing import Any
 
 import uvloop
 
-from bidder.asgi import Receive, Scope, Send
+from bidder.asgi import Message, Receive, Scope, Send
 from bidder.server.app import BidderApp
 from bidder.server.runtime import Runtime
 from bidder.settings import Settings
@@ -102,10 +102,10 @@ class Driver:
             self._next += 1
             body = request.body
 
-            async def receive(body: dict[str, Any] = body) -> dict[str, Any]:
+            async def receive(body: Message = body) -> Message:
                 return body
 
-            async def send(message: dict[str, Any]) -> None:
+            async def send(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     statuses[message["status"]] += 1
 
